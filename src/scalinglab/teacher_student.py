@@ -1,0 +1,238 @@
+"""The teacher/student data-manifold experiment (seed 000), one function per workflow rule.
+
+teacher -> datasets (train set of P points, or a stream pool for P = inf; a fixed test set)
+-> train one bundle (all seeds of one (d, P, width) as one ensemble) -> one Parquet per cell.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scalinglab.config import format_train_size, parse_train_size
+from scalinglab.engine import MLPEnsemble, pick_device, student_param_count, train
+from scalinglab.io import atomic_path, write_parquet
+from scalinglab.provenance import provenance
+from scalinglab.schedules import Schedule
+from scalinglab.seeding import derive_seed
+from scalinglab.teacher import Teacher
+
+EXPERIMENT = "teacher_student"
+
+
+def teacher_seed(base_seed: int, d: int) -> int:
+    return derive_seed("teacher", base_seed, d)
+
+
+def save_tensors(obj: dict, path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def make_teacher(d: int, width: int, seed: int, out_path) -> None:
+    teacher = Teacher.create(d, width, teacher_seed(seed, d))
+    save_tensors(teacher.state_dict(), out_path)
+
+
+def make_dataset(teacher_path, n_points: int, stream_seed_keys: tuple, out_path) -> None:
+    """Sample n_points (x, y) from the teacher with a seed derived from `stream_seed_keys`."""
+    teacher = Teacher.from_state_dict(torch.load(teacher_path))
+    started = time.perf_counter()
+    x, y = teacher.sample(n_points, derive_seed(*stream_seed_keys))
+    save_tensors({"x": x, "y": y, "d": teacher.d, "width": teacher.width}, out_path)
+    print(f"sampled {n_points:,} points of d={teacher.d} in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+
+def train_points(P, pool_size: int) -> int:
+    """How many points the training data file holds: P itself, or the stream pool for P = inf."""
+    P = parse_train_size(P)
+    return pool_size if P == math.inf else int(P)
+
+
+def _progress(label: str):
+    last = [0.0]
+
+    def report(step, total, seconds, test_loss):
+        if step in (0, total) or seconds - last[0] > 10:
+            last[0] = seconds
+            print(f"{label}: step {step}/{total} ({seconds:.0f}s) test MSE median {np.median(test_loss):.3g}", file=sys.stderr)
+
+    return report
+
+
+def train_bundle(
+    train_path,
+    test_path,
+    *,
+    d: int,
+    width: int,
+    P,
+    seeds: list[int],
+    schedule: dict,
+    n_evals: int,
+    device: str = "auto",
+    compile="auto",
+    threads: int = 1,
+    out_paths: list,
+) -> None:
+    """Train the students of every seed for one (d, P, width) as one ensemble; one Parquet per seed."""
+    if len(out_paths) != len(seeds):
+        raise ValueError("one output path per seed")
+    torch.set_num_threads(threads)
+    dev = pick_device(device)
+    use_compile = dev.type == "cuda" if compile == "auto" else bool(compile)
+    train_data, test_data = torch.load(train_path), torch.load(test_path)
+    w = int(train_data["width"])
+    P_value = parse_train_size(P)
+    mode = "stream" if P_value == math.inf else "sample"
+    sched = Schedule.from_config(schedule)
+    member_seeds = [derive_seed("student", d, format_train_size(P), width, s) for s in seeds]
+    ens = MLPEnsemble.init(len(seeds), w, width, member_seeds, device=dev)
+    started = time.perf_counter()
+    logs = train(
+        ens,
+        sched,
+        train_data["x"].to(dev),
+        train_data["y"].to(dev),
+        test_data["x"].to(dev),
+        test_data["y"].to(dev),
+        mode=mode,
+        data_seed=derive_seed("batches", d, format_train_size(P), width, *seeds),
+        n_evals=n_evals,
+        compile=use_compile,
+        progress=_progress(f"d={d} P={format_train_size(P)} n={width}"),
+    )
+    seconds = time.perf_counter() - started
+    settings = {"d": d, "width": width, "P": format_train_size(P), "seeds": seeds, "schedule": schedule, "embedding_width": w}
+    for e, (seed, path) in enumerate(zip(seeds, out_paths)):
+        frame = cell_frame(logs, e, d=d, w=w, width=width, P=P_value, seed=seed)
+        write_parquet(frame, path, provenance({**settings, "seed": seed}, str(dev), seconds))
+
+
+def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float, seed: int) -> pd.DataFrame:
+    test = logs["test_loss"][:, member]
+    diverged = not np.all(np.isfinite(test))
+    return pd.DataFrame(
+        {
+            "experiment": EXPERIMENT,
+            "d": d,
+            "embedding_width": w,
+            "manifold_dim": min(d, w),
+            "width": width,
+            "N": student_param_count(width, w),
+            "P": float(P),
+            "seed": seed,
+            "step": logs["step"].astype(np.int64),
+            "samples": logs["samples"].astype(np.int64),
+            "lr": logs["lr"],
+            "train_loss": logs["train_loss"][:, member],
+            "test_loss": test,
+            "status": "diverged" if diverged else "ok",
+        }
+    )
+
+
+def aggregate(paths: list, out_path) -> pd.DataFrame:
+    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    write_parquet(frame, out_path, {"cells": len(paths)})
+    return frame
+
+
+def final_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Each cell's last logged step, without diverged cells; also notes on what was excluded."""
+    notes = []
+    diverged = table[table["status"] != "ok"][["d", "P", "width", "seed"]].drop_duplicates()
+    if len(diverged):
+        cells = ", ".join(f"d={r.d} P={r.P:g} n={r.width} seed={r.seed}" for r in diverged.itertuples())
+        notes.append(f"excluded {len(diverged)} diverged cell(s): {cells}")
+    ok = table[table["status"] == "ok"]
+    last = ok.loc[ok.groupby(["d", "P", "width", "seed"])["step"].idxmax()]
+    return last.reset_index(drop=True), notes
+
+
+def fit_exponents(table: pd.DataFrame, bootstrap: int = 1000, quantile: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """Per (d, P): alpha from least squares and from quantile regression of final test MSE on N.
+
+    CIs come from a bootstrap that resamples seeds (all sizes of a drawn seed together). `dim` is
+    4/alpha, to compare with `manifold_dim` = min(d, embedding width).
+    """
+    from scalinglab.fits import fit_groups, fits_to_frame
+
+    final, notes = final_rows(table)
+    frames = []
+    for method_quantile in (None, quantile):
+        results = fit_groups(
+            final, "N", "test_loss", group=["d", "P"], quantile=method_quantile,
+            cluster="seed", bootstrap=bootstrap, seed=seed, expect_sign=-1,
+        )
+        frames.append(fits_to_frame(results))
+    fits = pd.concat(frames, ignore_index=True)
+    meta = final.groupby(["d", "P"])[["manifold_dim", "embedding_width"]].first().reset_index()
+    fits = fits.merge(meta, on=["d", "P"], how="left")
+    fits["dim_rel_error"] = fits["dim"] / fits["manifold_dim"] - 1
+    if notes:
+        fits["diagnostics"] = [("; ".join(filter(None, [diag, *notes]))) for diag in fits["diagnostics"]]
+    return fits.sort_values(["method", "P", "d"]).reset_index(drop=True)
+
+
+def fits_caption(fits: pd.DataFrame) -> str:
+    """RST for the report: 4/alpha against d with CIs, from the fits table."""
+    lines = [
+        "Sharma & Kaplan's prediction alpha = 4/d, tested per teacher dimension d: alpha is the slope of",
+        "log final test MSE against log N, by least squares (OLS) and median regression, with 95% CIs",
+        "from a bootstrap over seeds. The manifold dimension is min(d, embedding width).",
+        "",
+        "=====  ========  ========  =====================  =====================  ========",
+        "P      d         manifold  4/alpha OLS [95% CI]   4/alpha median [CI]    OLS err",
+        "=====  ========  ========  =====================  =====================  ========",
+    ]
+    ols = fits[fits["method"] == "ols"].set_index(["P", "d"])
+    qr = fits[fits["method"] == "quantile"].set_index(["P", "d"])
+    for (P, d), row in ols.iterrows():
+        q = qr.loc[(P, d)] if (P, d) in qr.index else None
+        p_text = "inf" if math.isinf(P) else str(int(P))
+        ols_text = f"{row['dim']:.2f} [{row['dim_lo']:.2f}, {row['dim_hi']:.2f}]"
+        q_text = f"{q['dim']:.2f} [{q['dim_lo']:.2f}, {q['dim_hi']:.2f}]" if q is not None else "-"
+        lines.append(f"{p_text:<5}  {d:<8}  {row['manifold_dim']:<8}  {ols_text:<21}  {q_text:<21}  {row['dim_rel_error']:+.0%}")
+    lines.append(lines[4])
+    notes = [
+        f"- d={row.d}, P={'inf' if math.isinf(row.P) else int(row.P)}, {row.method}: {row.diagnostics}"
+        for row in fits.itertuples()
+        if row.diagnostics
+    ]
+    if notes:
+        lines += ["", "Diagnostics:", ""] + notes
+    return "\n".join(lines) + "\n"
+
+
+def fit_and_write(input_path, *, table_path, json_path, caption_path, bootstrap: int, quantile: float) -> pd.DataFrame:
+    """The fit rule: fits table (Parquet), the same as JSON, and the report caption."""
+    import json
+
+    table = pd.read_parquet(input_path)
+    fits = fit_exponents(table, bootstrap=bootstrap, quantile=quantile)
+    write_parquet(fits, table_path, {"bootstrap": bootstrap, "quantile": quantile})
+    records = json.loads(fits.to_json(orient="records"))
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(records, indent=1))
+    with atomic_path(caption_path) as tmp:
+        tmp.write_text(fits_caption(fits))
+    print(fits_caption(fits))
+    return fits
+
+
+def plot_all(table_path, fits_path, outputs: dict) -> None:
+    from scalinglab import plots
+
+    table = pd.read_parquet(table_path)
+    fits = pd.read_parquet(fits_path)
+    final, _ = final_rows(table)
+    plots.loss_vs_n(final, fits, outputs["loss"])
+    plots.dim_vs_d(fits, outputs["dim"])
+    plots.learning_curves(table, outputs["curves"])

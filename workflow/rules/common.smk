@@ -1,0 +1,83 @@
+# Shared set-up: config validation, the grid of cells and bundles, input functions.
+import math
+import shutil
+import sys
+from pathlib import Path
+
+from scalinglab.config import format_train_size, validate
+from scalinglab.errors import UserError
+
+try:
+    config.update(validate(config))
+except UserError as exc:
+    # one line, no traceback: say what is wrong and stop before anything runs
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(1)
+
+TS = config["teacher_student"]
+
+
+wildcard_constraints:
+    d=r"\d+",
+    P=r"\d+|inf",
+    width=r"\d+",
+    seed=r"\d+",
+
+
+def uses_gpu() -> bool:
+    """Whether training jobs take a GPU slot: `device: cuda`, or `auto` on a machine with nvidia-smi."""
+    if config["device"] == "auto":
+        return shutil.which("nvidia-smi") is not None
+    return config["device"] == "cuda"
+
+
+GPU_JOBS = 1 if uses_gpu() else 0
+
+
+def ts_schedule(d) -> dict:
+    """The training schedule for teacher dimension d: a per-d override, else the default."""
+    # keys sorted: Snakemake compares params by their text, and the key order of a YAML file is noise
+    return dict(sorted(TS["schedule_by_d"].get(int(d), TS["schedule"]).items()))
+
+
+def ts_train_sizes() -> list[str]:
+    return [format_train_size(P) for P in TS["train_sizes"]]
+
+
+def ts_cells(d, P, width) -> list[str]:
+    return expand(
+        "results/runs/teacher_student/d~{d}/P~{P}/width~{width}/seed~{seed}.parquet",
+        d=d, P=P, width=width, seed=TS["seeds"],
+    )
+
+
+def ts_all_cells() -> list[str]:
+    return [
+        cell
+        for d in TS["d"]
+        for P in ts_train_sizes()
+        for width in TS["widths"]
+        for cell in ts_cells(d, P, width)
+    ]
+
+
+def ts_train_points(wildcards) -> int:
+    return TS["pool_size"] if wildcards.P == "inf" else int(wildcards.P)
+
+
+def generated_caption(name: str) -> str:
+    """Captions written by fit rules (they carry the fitted numbers); absolute, since Snakemake
+    resolves relative caption paths against the rule file, not the working directory."""
+    return str(Path.cwd() / "results" / "report" / name)
+
+
+def all_targets() -> list[str]:
+    targets = []
+    if TS["enabled"]:
+        targets += [
+            "results/fits/teacher_student.parquet",
+            "results/figures/teacher_student/loss_vs_n.png",
+            "results/figures/teacher_student/dim_vs_d.png",
+            "results/figures/teacher_student/learning_curves.png",
+        ]
+    return targets

@@ -1,0 +1,13 @@
+from scalinglab.scripting import run
+from scalinglab.teacher_student import fit_and_write
+
+run(
+    snakemake,
+    fit_and_write,
+    snakemake.input[0],
+    table_path=snakemake.output.table,
+    json_path=snakemake.output.json,
+    caption_path=snakemake.output.caption,
+    bootstrap=snakemake.params.bootstrap,
+    quantile=snakemake.params.quantile,
+)

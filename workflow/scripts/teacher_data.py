@@ -1,0 +1,4 @@
+from scalinglab.scripting import run
+from scalinglab.teacher_student import make_dataset
+
+run(snakemake, make_dataset, snakemake.input.teacher, snakemake.params.n_points, tuple(snakemake.params.stream), snakemake.output[0])
