@@ -135,17 +135,25 @@ class Trainer:
         self.step_count = torch.zeros((), dtype=torch.float64, device=flat.device)
         self.p_views = ens.views(flat)
         self.g_views = ens.views(self.grad)
-        self._step = torch.compile(self._step_impl, fullgraph=True, dynamic=False) if compile else self._step_impl
+        self.compiled = torch.compile(self._compiled_step, fullgraph=True, dynamic=False) if compile else None
 
-    def _step_impl(self, flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr):
-        p, g = self.ens.views(flat), self.ens.views(grad)
+    def _compiled_step(self, flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr):
+        # views are taken inside the graph so that the compiler sees one flat buffer per state
+        return self._update(self.ens.views(flat), self.ens.views(grad), flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr)
+
+    @staticmethod
+    def _update(p, g, flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr):
         loss = loss_and_grads(p, g, x, y)
         step_count.add_(1)
         adam_update(flat, grad, exp_avg, exp_avg_sq, lr, step_count)
         return loss
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-        return self._step(self.ens.flat, self.grad, self.exp_avg, self.exp_avg_sq, self.step_count, x, y, lr)
+        """One Adam step of every member on its batch x (E, B, w), y (E, B); returns the batch MSEs (E,)."""
+        state = (self.ens.flat, self.grad, self.exp_avg, self.exp_avg_sq, self.step_count, x, y, lr)
+        if self.compiled is not None:
+            return self.compiled(*state)
+        return self._update(self.p_views, self.g_views, *state)  # eager: reuse the views made once
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:

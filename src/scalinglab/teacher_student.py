@@ -84,14 +84,25 @@ def train_bundle(
     """Train the students of every seed for one (d, P, width) as one ensemble; one Parquet per seed."""
     if len(out_paths) != len(seeds):
         raise ValueError("one output path per seed")
+    from scalinglab.gpu_slots import device_for_job
+
     torch.set_num_threads(threads)
-    dev = pick_device(device)
+    with device_for_job(pick_device(device)) as dev:
+        _train_bundle_on(dev, train_path, test_path, d=d, width=width, P=P, seeds=seeds, schedule=schedule,
+                         n_evals=n_evals, compile=compile, out_paths=out_paths)
+
+
+def _train_bundle_on(dev, train_path, test_path, *, d, width, P, seeds, schedule, n_evals, compile, out_paths):
     use_compile = dev.type == "cuda" if compile == "auto" else bool(compile)
     train_data, test_data = torch.load(train_path), torch.load(test_path)
     w = int(train_data["width"])
     P_value = parse_train_size(P)
     mode = "stream" if P_value == math.inf else "sample"
     sched = Schedule.from_config(schedule)
+    passes = sched.samples_seen() / train_data["x"].shape[0]
+    if mode == "stream" and passes > 1:
+        print(f"note: each student sees {sched.samples_seen():,} samples from a pool of {train_data['x'].shape[0]:,} "
+              f"({passes:.1f} passes); raise teacher_student.pool_size for strictly fresh samples", file=sys.stderr)
     member_seeds = [derive_seed("student", d, format_train_size(P), width, s) for s in seeds]
     ens = MLPEnsemble.init(len(seeds), w, width, member_seeds, device=dev)
     started = time.perf_counter()
@@ -109,7 +120,8 @@ def train_bundle(
         progress=_progress(f"d={d} P={format_train_size(P)} n={width}"),
     )
     seconds = time.perf_counter() - started
-    settings = {"d": d, "width": width, "P": format_train_size(P), "seeds": seeds, "schedule": schedule, "embedding_width": w}
+    settings = {"d": d, "width": width, "P": format_train_size(P), "seeds": seeds, "schedule": schedule,
+                "embedding_width": w, "train_points": int(train_data["x"].shape[0]), "data_passes": round(passes, 3)}
     for e, (seed, path) in enumerate(zip(seeds, out_paths)):
         frame = cell_frame(logs, e, d=d, w=w, width=width, P=P_value, seed=seed)
         write_parquet(frame, path, provenance({**settings, "seed": seed}, str(dev), seconds))
