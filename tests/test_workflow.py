@@ -39,6 +39,17 @@ def test_every_output_is_written(finished_run):
     assert f"{fits[fits.method == 'ols'].iloc[0]['dim']:.2f}" in caption  # the caption carries the fitted numbers
 
 
+def test_dimension_stage_measures_each_teacher_manifold(finished_run):
+    dims = pd.read_parquet(finished_run / "results/tables/dimension.parquet")
+    x = dims[(dims["target"] == "x") & (dims["estimator"] == "mle") & (dims["k"] == 20)]
+    assert sorted(x["d"]) == tiny_config()["teacher_student"]["d"]
+    for row in x.itertuples():
+        assert abs(row.dimension - row.manifold_dim) <= 0.25 * row.manifold_dim  # 2,000 points, k = 20
+    caption = (finished_run / "results/report/teacher_student_fits.rst").read_text()
+    assert "MLE(k=20) d-hat" in caption
+    assert (finished_run / "results/figures/dimension/dimension_vs_k.png").exists()
+
+
 def test_report_builds(finished_run):
     snakemake(finished_run, "--report", "report.html")
     assert (finished_run / "report.html").stat().st_size > 10_000
@@ -56,6 +67,13 @@ def test_a_per_d_schedule_reruns_only_that_ds_bundles(finished_run):
     trained = sorted((wc["d"], int(wc["width"])) for rule, wc in jobs if rule == "train_teacher_student")
     assert trained == [("3", w) for w in sorted(config["teacher_student"]["widths"])]
     assert {rule for rule, _ in jobs} == {"train_teacher_student", "aggregate_teacher_student", "fit_teacher_student", "plot_teacher_student", "all"}
+
+
+def test_a_dimension_setting_reruns_the_estimates_not_the_training(finished_run):
+    config = tiny_config()
+    config["dimension"]["bootstrap"] = 30
+    rules = {rule for rule, _ in planned_jobs(finished_run, config)}
+    assert rules == {"dimension_teacher", "aggregate_dimension", "fit_teacher_student", "plot_teacher_student", "all"}
 
 
 def test_a_new_width_trains_only_its_bundles(finished_run):

@@ -131,6 +131,9 @@ def _check_semantics(config: dict) -> None:
             f"{width}, not d, for those teachers; raise teacher_student.embedding_width",
             stacklevel=2,
         )
+    dim = config["dimension"]
+    if dim["enabled"] and "mle" in dim["estimators"] and dim["reference_k"] not in dim["ks"]:
+        raise UserError(f"config: dimension.reference_k: {dim['reference_k']} is not one of dimension.ks {dim['ks']}")
     sched = ts["schedule"]
     if sched["kind"] == "onecycle" and sched["steps"] < 2:
         raise UserError("config: teacher_student.schedule.steps: onecycle needs at least 2 steps")

@@ -223,8 +223,12 @@ def fits_caption(fits: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fit_and_write(input_path, *, table_path, json_path, caption_path, bootstrap: int, quantile: float) -> pd.DataFrame:
-    """The fit rule: fits table (Parquet), the same as JSON, and the report caption."""
+def fit_and_write(input_path, *, table_path, json_path, caption_path, bootstrap: int, quantile: float,
+                  dimension_path=None, reference_k: int = 20) -> pd.DataFrame:
+    """The fit rule: fits table (Parquet), the same as JSON, and the report caption.
+
+    With a dimension table, the caption also sets the estimated d-hat beside d and 4/alpha.
+    """
     import json
 
     table = pd.read_parquet(input_path)
@@ -233,18 +237,38 @@ def fit_and_write(input_path, *, table_path, json_path, caption_path, bootstrap:
     records = json.loads(fits.to_json(orient="records"))
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(records, indent=1))
+    caption = fits_caption(fits)
+    if dimension_path is not None:
+        from scalinglab.dimension_stage import comparison_rst, comparison_table
+
+        dims = pd.read_parquet(dimension_path)
+        caption += (
+            f"\nThe data-manifold check side by side: the true manifold dimension, the estimates d-hat of the"
+            f" inputs x (TwoNN and MLE with k = {reference_k}), and 4/alpha.\n\n"
+            + comparison_rst(comparison_table(fits, dims, reference_k), reference_k)
+        )
+        if (dims["note"] != "").any():
+            caption += "\nWhere d >= the embedding width, x = W t spans only the width's dimensions: the measured dimension is the width, not d.\n"
     with atomic_path(caption_path) as tmp:
-        tmp.write_text(fits_caption(fits))
-    print(fits_caption(fits))
+        tmp.write_text(caption)
+    print(caption)
     return fits
 
 
-def plot_all(table_path, fits_path, outputs: dict) -> None:
+def plot_all(table_path, fits_path, outputs: dict, dimension_path=None, reference_k: int = 20) -> None:
+    """The plot rule; with a dimension table the loss figure also draws the theory line N^(-4/d-hat)."""
     from scalinglab import plots
 
     table = pd.read_parquet(table_path)
     fits = pd.read_parquet(fits_path)
     final, _ = final_rows(table)
-    plots.loss_vs_n(final, fits, outputs["loss"])
+    theory = None
+    if dimension_path is not None:
+        from scalinglab.dimension_stage import reference_estimates
+
+        ref = reference_estimates(pd.read_parquet(dimension_path), reference_k)
+        column = f"mle_k{reference_k}" if f"mle_k{reference_k}" in ref else "twonn"
+        theory = dict(zip(ref["d"], ref[column]))
+    plots.loss_vs_n(final, fits, outputs["loss"], theory_dims=theory)
     plots.dim_vs_d(fits, outputs["dim"])
     plots.learning_curves(table, outputs["curves"])

@@ -18,7 +18,8 @@ rule aggregate_teacher_student:
 rule fit_teacher_student:
     """alpha per (d, P) by least squares and median regression, bootstrap CIs over seeds, 4/alpha vs d."""
     input:
-        "results/tables/teacher_student.parquet",
+        table="results/tables/teacher_student.parquet",
+        dimension=dimension_table,
     output:
         table="results/fits/teacher_student.parquet",
         json="results/fits/teacher_student.json",
@@ -26,6 +27,7 @@ rule fit_teacher_student:
     params:
         bootstrap=TS["bootstrap"],
         quantile=TS["quantile"],
+        reference_k=DIM["reference_k"],
     log:
         "results/logs/fit_teacher_student.log",
     conda:
@@ -39,6 +41,7 @@ rule plot_teacher_student:
     input:
         table="results/tables/teacher_student.parquet",
         fits="results/fits/teacher_student.parquet",
+        dimension=dimension_table,
     output:
         loss=report(
             "results/figures/teacher_student/loss_vs_n.png",
@@ -58,6 +61,8 @@ rule plot_teacher_student:
             category="Teacher/student",
             labels={"figure": "learning curves"},
         ),
+    params:
+        reference_k=DIM["reference_k"],
     log:
         "results/logs/plot_teacher_student.log",
     conda:

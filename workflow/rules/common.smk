@@ -15,6 +15,7 @@ except UserError as exc:
     sys.exit(1)
 
 TS = config["teacher_student"]
+DIM = config["dimension"]
 
 
 wildcard_constraints:
@@ -71,8 +72,20 @@ def generated_caption(name: str) -> str:
     return str(Path.cwd() / "results" / "report" / name)
 
 
+def dimension_files() -> list[str]:
+    files = []
+    if TS["enabled"]:
+        files += expand("results/dimension/teacher_student/d~{d}.parquet", d=TS["d"])
+    return files
+
+
+def dimension_table(wildcards=None) -> list[str]:
+    """The dimension table as an optional input: [] when the stage is off or has nothing to measure."""
+    return ["results/tables/dimension.parquet"] if DIM["enabled"] and dimension_files() else []
+
+
 def all_targets() -> list[str]:
-    targets = []
+    targets = dimension_table()
     if TS["enabled"]:
         targets += [
             "results/fits/teacher_student.parquet",

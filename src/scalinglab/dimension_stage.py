@@ -1,0 +1,120 @@
+"""The intrinsic-dimension stage of the workflow: estimates per teacher manifold, a table, a figure.
+
+For each teacher d the stage estimates the dimension of x alone and of (x, y) on the d's test set.
+Because x = W t is linear, for d >= embedding width the x manifold has the width's dimension, and
+that is what the estimators measure and what the table reports as `manifold_dim`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scalinglab.io import write_parquet
+
+
+def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int], subsample: int | None,
+                     bootstrap: int, seed: int, out_path) -> pd.DataFrame:
+    """TwoNN and MLE(k) of one teacher manifold: rows for points x and for points (x, y)."""
+    from scalinglab.dimension import estimate
+
+    data = torch.load(test_path)
+    x, y = data["x"].double().numpy(), data["y"].double().numpy()
+    width = int(data["width"])
+    frames = []
+    for target, points in (("x", x), ("xy", np.column_stack([x, y]))):
+        est = estimate(points, estimators=estimators, ks=ks, subsample=subsample, seed=seed, bootstrap=bootstrap)
+        est.insert(0, "target", target)
+        frames.append(est)
+    frame = pd.concat(frames, ignore_index=True)
+    frame.insert(0, "dataset", f"teacher d={d}")
+    frame.insert(1, "d", d)
+    frame.insert(2, "embedding_width", width)
+    frame.insert(3, "manifold_dim", min(d, width))
+    frame["note"] = "d >= embedding width: the manifold is the width's" if d >= width else ""
+    write_parquet(frame, out_path, {"d": d, "estimators": estimators, "ks": ks, "subsample": subsample})
+    return frame
+
+
+def aggregate(paths: list, out_path) -> pd.DataFrame:
+    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    write_parquet(frame, out_path, {"files": len(paths)})
+    return frame
+
+
+def reference_estimates(dims: pd.DataFrame, k: int) -> pd.DataFrame:
+    """One row per (dataset, d): TwoNN and MLE(k) of x, the estimates the theory lines use."""
+    x = dims[dims["target"] == "x"]
+    twonn = x[x["estimator"] == "twonn"].set_index("d")["dimension"].rename("twonn")
+    mle = x[(x["estimator"] == "mle") & (x["k"] == k)].set_index("d")["dimension"].rename(f"mle_k{k}")
+    return pd.concat([twonn, mle], axis=1).reset_index()
+
+
+def plot_dimension_vs_k(dims: pd.DataFrame, path) -> None:
+    """MLE estimate against k per dataset (TwoNN as a dashed level), the true d dotted for teachers."""
+    import matplotlib.pyplot as plt
+
+    from scalinglab.plots import _save
+
+    datasets = list(dict.fromkeys(dims["dataset"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    cmap = plt.get_cmap("viridis")
+    for i, name in enumerate(datasets):
+        color = cmap(i / max(len(datasets) - 1, 1))
+        sub = dims[(dims["dataset"] == name) & (dims["target"] == "x")]
+        mle = sub[sub["estimator"] == "mle"].sort_values("k")
+        ax.errorbar(mle["k"].astype(float), mle["dimension"], yerr=[mle["dimension"] - mle["ci_lo"], mle["ci_hi"] - mle["dimension"]],
+                    color=color, marker="o", capsize=2, label=f"{name}: MLE")
+        twonn = sub[sub["estimator"] == "twonn"]
+        if len(twonn):
+            ax.axhline(twonn["dimension"].iloc[0], color=color, linestyle="--", linewidth=1)
+        if "manifold_dim" in sub and sub["manifold_dim"].notna().any():
+            ax.axhline(sub["manifold_dim"].iloc[0], color=color, linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("neighbours k")
+    ax.set_ylabel("estimated intrinsic dimension")
+    ax.set_title("dimension estimates (solid: MLE(k); dashed: TwoNN; dotted: true)")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def comparison_table(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> pd.DataFrame:
+    """d, manifold dimension, d-hat (TwoNN, MLE(k)) and 4/alpha (OLS, median) side by side."""
+    ols = fits[fits["method"] == "ols"][["d", "P", "manifold_dim", "dim", "dim_lo", "dim_hi"]]
+    ols = ols.rename(columns={"dim": "4/alpha", "dim_lo": "4/alpha lo", "dim_hi": "4/alpha hi"})
+    med = fits[fits["method"] == "quantile"][["d", "P", "dim"]].rename(columns={"dim": "4/alpha median"})
+    table = ols.merge(med, on=["d", "P"], how="left")
+    if dims is not None and len(dims):
+        table = table.merge(reference_estimates(dims, k), on="d", how="left")
+    return table.sort_values(["P", "d"]).reset_index(drop=True)
+
+
+def comparison_rst(table: pd.DataFrame, k: int) -> str:
+    cols = ["P", "d", "manifold", "TwoNN d-hat", f"MLE(k={k}) d-hat", "4/alpha OLS [95% CI]", "4/alpha median"]
+    rows = []
+    for i in range(len(table)):
+        row = table.iloc[i]
+        rows.append([
+            "inf" if math.isinf(row["P"]) else str(int(row["P"])),
+            str(int(row["d"])),
+            str(int(row["manifold_dim"])),
+            f"{row['twonn']:.2f}" if "twonn" in table and pd.notna(row["twonn"]) else "-",
+            f"{row[f'mle_k{k}']:.2f}" if f"mle_k{k}" in table and pd.notna(row[f"mle_k{k}"]) else "-",
+            f"{row['4/alpha']:.2f} [{row['4/alpha lo']:.2f}, {row['4/alpha hi']:.2f}]",
+            f"{row['4/alpha median']:.2f}" if pd.notna(row["4/alpha median"]) else "-",
+        ])
+    widths = [max(len(c), *(len(r[j]) for r in rows)) for j, c in enumerate(cols)]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule, "  ".join(c.ljust(w) for c, w in zip(cols, widths)), rule]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    lines.append(rule)
+    return "\n".join(lines) + "\n"
+
+
+def aggregate_and_plot(paths: list, table_path, figure_path) -> pd.DataFrame:
+    frame = aggregate(paths, table_path)
+    plot_dimension_vs_k(frame, figure_path)
+    return frame
