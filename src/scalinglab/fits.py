@@ -458,6 +458,10 @@ def _python_scalar(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+# diagnostics are sentences that may contain "; ", so a table cell joins them with this
+DIAGNOSTICS_SEPARATOR = " | "
+
+
 def fits_to_frame(results: Sequence[tuple[dict, PowerLawFit]]) -> pd.DataFrame:
     """One row per group: the group columns, then the fit's numbers."""
     rows = []
@@ -479,7 +483,7 @@ def fits_to_frame(results: Sequence[tuple[dict, PowerLawFit]]) -> pd.DataFrame:
                 "n_clusters": fit.n_clusters,
                 "method": fit.method,
                 "quantile": math.nan if fit.quantile is None else fit.quantile,
-                "diagnostics": "; ".join(fit.diagnostics),
+                "diagnostics": DIAGNOSTICS_SEPARATOR.join(fit.diagnostics),
             }
         )
     return pd.DataFrame(rows)

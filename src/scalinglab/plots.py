@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -37,7 +38,7 @@ def loss_vs_n(final: pd.DataFrame, fits: pd.DataFrame, path, theory_dims: dict |
     d_values = sorted(final["d"].unique())
     for ax, P in zip(axes[0], P_values):
         for i, d in enumerate(d_values):
-            color = colors(i / max(len(d_values) - 1, 1))
+            color = colors(0.85 * i / max(len(d_values) - 1, 1))  # stop before viridis' pale yellow
             cells = final[(final["d"] == d) & (final["P"] == P)]
             ax.scatter(cells["N"], cells["test_loss"], s=12, color=color, alpha=0.7)
             fit = ols[(ols["d"] == d) & (ols["P"] == P)]
@@ -54,6 +55,7 @@ def loss_vs_n(final: pd.DataFrame, fits: pd.DataFrame, path, theory_dims: dict |
                         color=color, linestyle="--", linewidth=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
         ax.set_xlabel("parameters N")
         ax.set_ylabel("test MSE (final step)")
         ax.set_title(f"teacher/student, P = {_fmt_p(P)}")

@@ -174,7 +174,7 @@ def fit_exponents(table: pd.DataFrame, bootstrap: int = 1000, quantile: float = 
     CIs come from a bootstrap that resamples seeds (all sizes of a drawn seed together). `dim` is
     4/alpha, to compare with `manifold_dim` = min(d, embedding width).
     """
-    from scalinglab.fits import fit_groups, fits_to_frame
+    from scalinglab.fits import DIAGNOSTICS_SEPARATOR, fit_groups, fits_to_frame
 
     final, notes = final_rows(table)
     frames = []
@@ -189,12 +189,14 @@ def fit_exponents(table: pd.DataFrame, bootstrap: int = 1000, quantile: float = 
     fits = fits.merge(meta, on=["d", "P"], how="left")
     fits["dim_rel_error"] = fits["dim"] / fits["manifold_dim"] - 1
     if notes:
-        fits["diagnostics"] = [("; ".join(filter(None, [diag, *notes]))) for diag in fits["diagnostics"]]
+        fits["diagnostics"] = [DIAGNOSTICS_SEPARATOR.join(filter(None, [diag, *notes])) for diag in fits["diagnostics"]]
     return fits.sort_values(["method", "P", "d"]).reset_index(drop=True)
 
 
 def fits_caption(fits: pd.DataFrame) -> str:
     """RST for the report: 4/alpha against d with CIs, from the fits table."""
+    from scalinglab.fits import DIAGNOSTICS_SEPARATOR
+
     lines = [
         "Sharma & Kaplan's prediction alpha = 4/d, tested per teacher dimension d: alpha is the slope of",
         "log final test MSE against log N, by least squares (OLS) and median regression, with 95% CIs",
@@ -213,13 +215,18 @@ def fits_caption(fits: pd.DataFrame) -> str:
         q_text = f"{q['dim']:.2f} [{q['dim_lo']:.2f}, {q['dim_hi']:.2f}]" if q is not None else "-"
         lines.append(f"{p_text:<5}  {d:<8}  {row['manifold_dim']:<8}  {ols_text:<21}  {q_text:<21}  {row['dim_rel_error']:+.0%}")
     lines.append(lines[4])
-    notes = [
-        f"- d={row.d}, P={'inf' if math.isinf(row.P) else int(row.P)}, {row.method}: {row.diagnostics}"
-        for row in fits.itertuples()
-        if row.diagnostics
-    ]
-    if notes:
-        lines += ["", "Diagnostics:", ""] + notes
+    # each distinct diagnostic once, with the fits it concerns
+    where: dict[str, list[str]] = {}
+    for row in fits.itertuples():
+        for note in filter(None, str(row.diagnostics).split(DIAGNOSTICS_SEPARATOR)):
+            if note:
+                label = f"d={row.d} {row.method}" + ("" if math.isinf(row.P) else f" P={int(row.P)}")
+                where.setdefault(note, []).append(label)
+    if where:
+        lines += ["", "Diagnostics:", ""]
+        for note, labels in where.items():
+            scope = "every fit" if len(labels) == len(fits) else ", ".join(labels)
+            lines.append(f"- {note} ({scope})")
     return "\n".join(lines) + "\n"
 
 
