@@ -1,0 +1,356 @@
+"""Train the seed's ConvNet family on image datasets, fast; one tidy row per (width, seed, epoch).
+
+The recipe is the seed's CIFAR-10 script: AdamW (lr 5e-4, PyTorch's default weight decay 0.01),
+batch 128 with the last partial batch kept (DataLoader's default), cross-entropy, random flip +
+4-pixel-padded crop, per-epoch evaluation on the test split. Three deliberate differences:
+  - validation images are NOT augmented (the seed's val_loader reused the training transform);
+  - losses are per-example means (the seed averaged batch means, over-weighting the last batch);
+  - inputs are normalised with the dataset's per-channel mean/std (the seed used 0.5/0.5).
+train_loss/train_acc are averages over the epoch's (augmented) training batches while the weights
+move, as the seed's TensorBoard scalars were; no extra clean pass over the training set.
+
+Why it is fast: the images stay on the device as uint8; each batch is gathered, augmented (one
+indexing op for crop + flip) and normalised there, with no DataLoader or per-image transforms (these
+cost a plain loop ~200 µs per image on a small CPU, more than the model step); evaluation runs in
+chunks of 1000 with a cheaper max-pool; AdamW is fused. On CPU each model runs alone in channels_last
+layout (oneDNN's grouped convolutions are slower than separate models there, except at c = 1); on
+CUDA the seeds of one width train as one ConvNetEnsemble (grouped convolutions), because there these
+small convolutions are launch-bound. Call torch.set_num_threads(1) per process on small CPUs: these
+convolutions are too small to share between threads. benchmarks/cnn.py measures the gain.
+
+Random streams, all derived from the cell's keys (so a cell's numbers do not depend on which other
+cells share the call): the training subset from (dataset, seed), nested across P; the batch order
+and augmentation draws from (dataset, seed), shared by all widths (paired comparisons across N);
+the initial weights from (dataset, width, seed).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from scalinglab.convnet import ConvNet, ConvNetEnsemble, member_losses, param_count
+from scalinglab.datasets import ImageData, subset_indices
+from scalinglab.engine import pick_device
+from scalinglab.errors import UserError
+from scalinglab.seeding import derive_seed
+
+AUGMENTATIONS = ("flip_crop", "crop", "none")
+MIN_SIDE = 12  # the family's smallest input: two 2x max-pools, then a 3x3 conv without padding
+EVAL_CHUNK = 1000  # test images per forward pass
+COLUMNS = ["width", "N", "P", "seed", "epoch", "samples", "train_loss", "train_acc", "val_loss", "val_acc",
+           "status", "seconds"]
+
+
+# ---------------------------------------------------------------- data on the device
+
+
+def upsample_small(data: ImageData) -> ImageData:
+    """Images smaller than MIN_SIDE pixels blown up by the smallest integer factor (nearest
+    neighbour, exact on uint8): sklearn's 8×8 digits become 16×16. Others are returned unchanged."""
+    if data.train_x.dim() != 4:
+        raise UserError(f"{data.name}: the ConvNet family needs images (N, C, H, W); its examples are {data.shape}")
+    side = min(data.shape[1:])
+    factor = -(-MIN_SIDE // side)
+    if factor == 1:
+        return data
+
+    def up(x):
+        return x.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+
+    meta = {**data.meta, "upsampled": factor}
+    return ImageData(data.name, up(data.train_x), data.train_y, up(data.test_x), data.test_y, data.classes, meta)
+
+
+def default_padding(data: ImageData) -> int:
+    """The seed's 4 pixels on 32×32 CIFAR scaled with the image: 4 on 28 or 32, 2 on 16."""
+    return max(1, round(min(data.shape[1:]) / 8))
+
+
+def flip_crop(x: torch.Tensor, flip: torch.Tensor | None, shift: torch.Tensor, padding: int) -> torch.Tensor:
+    """torchvision's RandomHorizontalFlip then RandomCrop(size, padding) on a batch (N, C, H, W),
+    with the draws given: image i mirrored left-right where flip[i] (no flips if flip is None),
+    zero-padded by `padding` pixels, and cropped from row shift[0, i], column shift[1, i] (each in
+    0..2·padding). Apply it to raw images, before normalising, so the padding is black as there.
+
+    One indexing op over a strided view of all crop windows (2.5× faster than an explicit gather).
+    """
+    n, _, height, width = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
+    if flip is None:
+        sources, which = padded.unsqueeze(0), torch.zeros(n, dtype=torch.long, device=x.device)
+    else:  # mirroring the padded image = padding the mirrored one
+        sources, which = torch.stack([padded, padded.flip(-1)]), flip.long()
+    windows = sources.unfold(3, height, 1).unfold(4, width, 1)  # (2, N, C, 2p+1, 2p+1, H, W), a view
+    return windows[which, torch.arange(n, device=x.device), :, shift[0], shift[1]]
+
+
+@dataclass
+class DeviceData:
+    """Training images as uint8 and the normalised test set, resident on the training device."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor  # float, normalised, in the models' memory format
+    test_y: torch.Tensor
+    scale: torch.Tensor  # normalise(x) = x·scale + shift, per channel: (x/255 - mean)/std
+    shift: torch.Tensor
+    memory_format: torch.memory_format
+
+    @classmethod
+    def build(cls, data: ImageData, device: torch.device, memory_format: torch.memory_format) -> "DeviceData":
+        mean, std = data.mean.to(device), data.std.to(device)
+        scale, shift = 1.0 / (255.0 * std), -mean / std
+        test_x = data.test_x.to(device).float().mul_(scale).add_(shift).contiguous(memory_format=memory_format)
+        return cls(data.train_x.to(device), data.train_y.to(device), test_x, data.test_y.to(device),
+                   scale, shift, memory_format)
+
+    def batch(self, index: torch.Tensor, flip: torch.Tensor, shift: torch.Tensor, augment: str, padding: int):
+        """Normalised, augmented images and labels for training indices `index` (any shape)."""
+        lead = index.shape
+        x = self.train_x[index.reshape(-1)]
+        if augment != "none":
+            x = flip_crop(x, flip.reshape(-1) if augment == "flip_crop" else None, shift.reshape(2, -1), padding)
+        x = torch.addcmul(self.shift, x, self.scale)  # uint8 promotes to float here
+        x = x.reshape(*lead, *x.shape[1:])
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=self.memory_format)
+        return x, self.train_y[index]
+
+
+class BatchStream:
+    """One seed's training subset, epoch order and augmentation draws, from its own generator.
+
+    Every epoch draws a permutation of the subset, a flip bit and a crop offset per example, in
+    that order and whatever the augmentation mode, so the batch order is the same across modes.
+    """
+
+    def __init__(self, indices: torch.Tensor, seed: int, padding: int):
+        self.indices, self.padding = indices, padding
+        self.generator = torch.Generator(device=indices.device).manual_seed(seed)
+
+    def epoch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(order (P,), flip (P,), shift (2, P)) for the next epoch."""
+        n, g, dev = len(self.indices), self.generator, self.indices.device
+        order = self.indices[torch.randperm(n, generator=g, device=dev)]
+        flip = torch.rand(n, generator=g, device=dev) < 0.5
+        shift = torch.randint(0, 2 * self.padding + 1, (2, n), generator=g, device=dev)
+        return order, flip, shift
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_cells(
+    data: ImageData,
+    *,
+    widths: Sequence[int],
+    seeds: Sequence[int],
+    P: int | None,
+    epochs: int,
+    augment: str | bool,
+    batch: int = 128,
+    lr: float = 5e-4,
+    weight_decay: float = 0.01,
+    padding: int | None = None,
+    device: str | torch.device = "auto",
+    ensemble: str | bool = "auto",
+    progress: Callable[[dict], None] | None = None,
+) -> pd.DataFrame:
+    """Train ConvNet(c) for every width c and seed on a seeded subset of P training images (None:
+    all of them); return one row per (width, seed, epoch) with columns COLUMNS.
+
+    augment: "flip_crop" (natural images, clothes), "crop" (digits, letters: a mirrored one is
+    another symbol), "none";
+    True/False mean "flip_crop"/"none". padding: crop padding in pixels (default_padding if None).
+    ensemble: train the seeds of one width as one ConvNetEnsemble; "auto" does so on CUDA only.
+    progress(row) is called after every epoch of every cell. Rows of a cell whose loss became
+    NaN/inf are marked status "diverged" (all of its rows) and hold NaN from that epoch on.
+    """
+    augment = _check_augment(augment)
+    widths, seeds = _check_cells(widths, seeds, epochs, batch)
+    data = upsample_small(data)
+    n_train = data.n_train
+    P = n_train if P is None else int(P)
+    if not 1 <= P <= n_train:
+        raise UserError(f"P = {P} is outside 1..{n_train} (the training set of {data.name})")
+    padding = default_padding(data) if padding is None else int(padding)
+    dev = pick_device(str(device)) if not isinstance(device, torch.device) else device
+    use_ensemble = dev.type == "cuda" if ensemble == "auto" else bool(ensemble)
+    memory_format = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
+    on_device = DeviceData.build(data, dev, memory_format)
+    subsets = {s: subset_indices(data.train_y, P, derive_seed("image-subset", data.name, s)).to(dev) for s in seeds}
+    settings = dict(data=on_device, P=P, epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay,
+                    augment=augment, padding=padding, n_classes=data.n_classes, progress=progress)
+
+    frames = []
+    for c in widths:
+        init_seeds = [derive_seed("convnet-init", data.name, c, s) for s in seeds]
+        streams = [BatchStream(subsets[s], derive_seed("image-batches", data.name, s), padding) for s in seeds]
+        if use_ensemble:
+            frames.append(_train_ensemble(c, seeds, init_seeds, streams, **settings))
+        else:
+            for seed, init_seed, stream in zip(seeds, init_seeds, streams):
+                frames.append(_train_single(c, [seed], [init_seed], [stream], **settings))
+    return pd.concat(frames, ignore_index=True)[COLUMNS]
+
+
+def forward(model: ConvNet, x: torch.Tensor) -> torch.Tensor:
+    """ConvNet.forward computed faster on CPU, with the same values and gradients:
+    - each max-pool comes before its ReLU (they commute exactly), so the ReLU sees 4× fewer elements;
+    - without autograd (evaluation) the 2×2 max-pool is an element-wise maximum of four strided
+      views, ~5× faster than max_pool2d for few channels."""
+    x = F.relu(_max_pool(model.conv1(x)))
+    x = F.relu(_max_pool(model.conv2(x)))
+    x = F.relu(model.conv3(x))
+    x = F.relu(model.fc1(x.flatten(1)))
+    return model.fc2(x)
+
+
+def _max_pool(x: torch.Tensor) -> torch.Tensor:
+    """2×2 max-pool, stride 2, odd edges dropped (max_pool2d's floor mode)."""
+    if torch.is_grad_enabled():
+        return F.max_pool2d(x, 2)  # its backward routes each gradient to the first maximum
+    h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
+    top = torch.maximum(x[:, :, 0:h:2, 0:w:2], x[:, :, 0:h:2, 1:w:2])
+    return torch.maximum(top, torch.maximum(x[:, :, 1:h:2, 0:w:2], x[:, :, 1:h:2, 1:w:2]))
+
+
+def _train_single(c, seeds, init_seeds, streams, *, data: DeviceData, n_classes, **settings) -> pd.DataFrame:
+    """One ConvNet, alone (the CPU path)."""
+    model = ConvNet.create(c, tuple(data.train_x.shape[1:]), n_classes, init_seeds[0])
+    model = model.to(data.train_x.device, memory_format=data.memory_format)
+
+    def losses(x, y):
+        logits = forward(model, x)
+        loss = F.cross_entropy(logits, y)
+        return loss.unsqueeze(0), (logits.argmax(1) == y).sum().unsqueeze(0)
+
+    def evaluate(x, y):
+        logits = forward(model, x)
+        return F.cross_entropy(logits, y, reduction="sum").unsqueeze(0), (logits.argmax(1) == y).sum().unsqueeze(0)
+
+    return _run(model, losses, evaluate, c, seeds, streams, stacked=False, data=data, n_classes=n_classes, **settings)
+
+
+def _train_ensemble(c, seeds, init_seeds, streams, *, data: DeviceData, n_classes, **settings) -> pd.DataFrame:
+    """All seeds of width c as one ConvNetEnsemble, each member on its own batches (the CUDA path)."""
+    model = ConvNetEnsemble.create(c, init_seeds, tuple(data.train_x.shape[1:]), n_classes)
+    model = model.to(data.train_x.device)
+
+    def losses(x, y):  # x (E, B, C, H, W), y (E, B)
+        logits = model(x)
+        return member_losses(logits, y), (logits.argmax(2) == y).sum(1)
+
+    def evaluate(x, y):  # x (B, C, H, W) shown to every member
+        logits = model(x)
+        e, b, k = logits.shape
+        loss = F.cross_entropy(logits.reshape(e * b, k), y.repeat(e), reduction="none").view(e, b).sum(1)
+        return loss, (logits.argmax(2) == y).sum(1)
+
+    return _run(model, losses, evaluate, c, seeds, streams, stacked=True, data=data, n_classes=n_classes, **settings)
+
+
+def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: DeviceData, P, epochs, batch, lr,
+         weight_decay, augment, padding, n_classes, progress) -> pd.DataFrame:
+    """The loop shared by both paths: E = len(seeds) members, losses() giving per-member means;
+    `stacked` batches are (E, B, ...), else the one member's (B, ...).
+
+    Metrics accumulate in device tensors and are read once per epoch, so a CUDA step never waits.
+    """
+    dev = data.train_x.device
+    e = len(seeds)
+    n_params = param_count(c, tuple(data.train_x.shape[1:]), n_classes)
+    # fused: one kernel per tensor, the step 3-4x faster on CPU; same update as the default loop
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+    diverged = [False] * e
+    rows = []
+    started = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        draws = [stream.epoch() for stream in streams]
+        order = torch.stack([d[0] for d in draws])  # (E, P)
+        flip = torch.stack([d[1] for d in draws])
+        shift = torch.stack([d[2] for d in draws], dim=1)  # (2, E, P)
+        loss_sum = torch.zeros(e, dtype=torch.float64, device=dev)
+        correct = torch.zeros(e, dtype=torch.int64, device=dev)
+        model.train()
+        for start in range(0, P, batch):
+            part = slice(start, start + batch)
+            index = order[:, part] if stacked else order[0, part]
+            x, y = data.batch(index, flip[:, part], shift[:, :, part], augment, padding)
+            loss, hits = losses(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+            loss_sum += loss.detach() * y.shape[-1]
+            correct += hits
+        val_loss, val_correct = _evaluate(model, evaluate, data, e)
+        model.train()
+        train_loss = (loss_sum / P).tolist()
+        train_acc = (correct.double() / P).tolist()
+        val_loss = (val_loss / len(data.test_y)).tolist()
+        val_acc = (val_correct.double() / len(data.test_y)).tolist()
+        seconds = time.perf_counter() - started
+        for m, seed in enumerate(seeds):
+            row = dict(width=c, N=n_params, P=P, seed=seed, epoch=epoch, samples=P * epoch,
+                       train_loss=train_loss[m], train_acc=train_acc[m], val_loss=val_loss[m], val_acc=val_acc[m],
+                       seconds=seconds)
+            diverged[m] = diverged[m] or not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"]))
+            if diverged[m]:
+                row.update(train_loss=float("nan"), train_acc=float("nan"), val_loss=float("nan"), val_acc=float("nan"))
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+        if all(diverged):  # nothing left to learn; the remaining epochs are NaN rows
+            last = rows[-e:]
+            for later in range(epoch + 1, epochs + 1):
+                rows.extend([dict(row, epoch=later, samples=P * later) for row in last])
+            break
+    frame = pd.DataFrame(rows)
+    bad = {seed for seed, d in zip(seeds, diverged) if d}
+    frame["status"] = ["diverged" if s in bad else "ok" for s in frame["seed"]]
+    return frame
+
+
+@torch.inference_mode()
+def _evaluate(model, evaluate, data: DeviceData, e: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy and correct count of every member over the clean test set."""
+    model.eval()
+    loss = torch.zeros(e, dtype=torch.float64, device=data.test_x.device)
+    correct = torch.zeros(e, dtype=torch.int64, device=data.test_x.device)
+    for start in range(0, len(data.test_y), EVAL_CHUNK):
+        part = slice(start, start + EVAL_CHUNK)
+        chunk_loss, chunk_correct = evaluate(data.test_x[part], data.test_y[part])
+        loss += chunk_loss
+        correct += chunk_correct
+    return loss, correct
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_augment(augment) -> str:
+    if augment is True:
+        return "flip_crop"
+    if augment is False:
+        return "none"
+    if augment not in AUGMENTATIONS:
+        raise UserError(f"unknown augmentation {augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
+    return augment
+
+
+def _check_cells(widths, seeds, epochs, batch) -> tuple[list[int], list[int]]:
+    widths, seeds = [int(c) for c in widths], [int(s) for s in seeds]
+    if not widths or min(widths) < 1:
+        raise UserError(f"widths must be a non-empty list of channel counts >= 1, got {widths}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    if epochs < 1 or batch < 1:
+        raise UserError(f"epochs and batch must be at least 1, got epochs={epochs}, batch={batch}")
+    return widths, seeds
