@@ -45,7 +45,7 @@ def test_embedded_default_is_valid():
         ({"teacher_student": {"test_size": 100}}, "teacher_student.test_size"),
         ({"device": "tpu"}, "device"),
         ({"engine": {"threads": "two"}}, "engine.threads"),
-        ({"teacher_student": {"schedule_by_d": {"5": {"kind": "onecycle", "steps": 9, "batch": 2, "max_lr": 0.1}}}}, "teacher_student.schedule_by_d"),
+        ({"teacher_student": {"schedule_by_d": {"9": {"kind": "onecycle", "steps": 9, "batch": 2, "max_lr": 0.1}}}}, "teacher_student.schedule_by_d"),
     ],
 )
 def test_bad_values_name_their_key(config, key):
