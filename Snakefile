@@ -17,6 +17,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/dimension.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/perceptron.smk"
 
 
 report: "workflow/report/workflow.rst"

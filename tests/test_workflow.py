@@ -50,6 +50,17 @@ def test_dimension_stage_measures_each_teacher_manifold(finished_run):
     assert (finished_run / "results/figures/dimension/dimension_vs_k.png").exists()
 
 
+def test_perceptron_stage_measures_both_laws(finished_run):
+    summary = json.loads((finished_run / "results/fits/perceptron.json").read_text())
+    assert {"gamma1", "gamma2", "gamma_pred", "gamma_meas", "lambda_opt"} <= set(summary)
+    assert summary["gamma_pred"] == pytest.approx(summary["gamma1"] * summary["gamma2"], rel=1e-9)
+    assert 0.3 < summary["gamma_meas"] < 0.7  # the perceptron's learning curve falls roughly as P^-1/2
+    lam_opt = {float(p): v for p, v in summary["lambda_opt"].items()}
+    assert list(dict(sorted(lam_opt.items())).values()) == sorted(lam_opt.values())  # lambda_opt grows with P
+    for name in ("error_vs_norm", "collapse", "learning_curve"):
+        assert (finished_run / f"results/figures/perceptron/{name}.png").exists()
+
+
 def test_report_builds(finished_run):
     snakemake(finished_run, "--report", "report.html")
     assert (finished_run / "report.html").stat().st_size > 10_000

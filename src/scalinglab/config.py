@@ -131,6 +131,9 @@ def _check_semantics(config: dict) -> None:
             f"{width}, not d, for those teachers; raise teacher_student.embedding_width",
             stacklevel=2,
         )
+    lam = config["perceptron"]["lambdas"]
+    if config["perceptron"]["enabled"] and not lam["low"] < lam["high"]:
+        raise UserError("config: perceptron.lambdas: low must be below high")
     dim = config["dimension"]
     if dim["enabled"] and "mle" in dim["estimators"] and dim["reference_k"] not in dim["ks"]:
         raise UserError(f"config: dimension.reference_k: {dim['reference_k']} is not one of dimension.ks {dim['ks']}")

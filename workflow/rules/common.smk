@@ -16,6 +16,7 @@ except UserError as exc:
 
 TS = config["teacher_student"]
 DIM = config["dimension"]
+PERC = config["perceptron"]
 
 
 wildcard_constraints:
@@ -23,6 +24,7 @@ wildcard_constraints:
     P=r"\d+|inf",
     width=r"\d+",
     seed=r"\d+",
+    alpha=r"[0-9.e+-]+",
 
 
 def uses_gpu() -> bool:
@@ -84,8 +86,14 @@ def dimension_table(wildcards=None) -> list[str]:
     return ["results/tables/dimension.parquet"] if DIM["enabled"] and dimension_files() else []
 
 
+def perceptron_runs() -> list[str]:
+    return expand("results/runs/perceptron/alpha~{alpha}.parquet", alpha=[f"{a:g}" for a in PERC["alphas"]])
+
+
 def all_targets() -> list[str]:
     targets = dimension_table()
+    if PERC["enabled"]:
+        targets += ["results/fits/perceptron.json", "results/figures/perceptron/collapse.png"]
     if TS["enabled"]:
         targets += [
             "results/fits/teacher_student.parquet",
