@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import torch
 
-from scalinglab import dimension
 from scalinglab.cli import main
 from scalinglab.dimension import MLE, TwoNN, estimate, knn_distances
 from scalinglab.teacher import Teacher

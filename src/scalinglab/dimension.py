@@ -174,16 +174,29 @@ def _candidates(left: torch.Tensor, right: torch.Tensor, n_candidates: int, tile
     n = len(left)
     best_d2 = torch.full((n, n_candidates), float("inf"), device=left.device)
     best_idx = torch.full((n, n_candidates), -1, dtype=torch.long, device=left.device)
-    for row_start in range(0, n, tile):
-        rows = left[row_start : row_start + tile]
-        for col_start in range(row_start, n, tile):
-            d2 = rows @ right[col_start : col_start + tile].T
-            if col_start == row_start:
-                d2.fill_diagonal_(float("inf"))  # a point is not its own neighbour
-            _offer_to_rows(best_d2, best_idx, d2, row_start, col_start)
-            if col_start > row_start:
-                _offer_to_columns(best_d2, best_idx, d2, row_start, col_start)
+    threads = torch.get_num_threads()
+    try:
+        for row_start in range(0, n, tile):
+            rows = left[row_start : row_start + tile]
+            for col_start in range(row_start, n, tile):
+                _set_cpu_threads(left.device, threads)
+                d2 = rows @ right[col_start : col_start + tile].T
+                # The bookkeeping below is many small ops: on a busy CPU, waiting for a second
+                # thread in each of them costs far more than it saves, so they run on one.
+                _set_cpu_threads(left.device, 1)
+                if col_start == row_start:
+                    d2.fill_diagonal_(float("inf"))  # a point is not its own neighbour
+                _offer_to_rows(best_d2, best_idx, d2, row_start, col_start)
+                if col_start > row_start:
+                    _offer_to_columns(best_d2, best_idx, d2, row_start, col_start)
+    finally:
+        _set_cpu_threads(left.device, threads)
     return best_d2, best_idx
+
+
+def _set_cpu_threads(device, threads: int) -> None:
+    if device.type == "cpu" and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _offer_to_rows(best_d2, best_idx, block, row_start, col_start):
@@ -192,7 +205,7 @@ def _offer_to_rows(best_d2, best_idx, block, row_start, col_start):
     rows = slice(row_start, row_start + n_rows)
     threshold = best_d2[rows, -1]  # an entry at or above a row's current worst cannot enter its list
     if not bool(torch.isinf(threshold).any()):
-        row, col = _below(block, threshold[:, None])  # grouped by row
+        row, col = _below(block, threshold[:, None])
         if len(row) <= 4 * best_d2.shape[1] * n_rows:  # few hits, the usual case once lists are full
             _merge_pairs(best_d2, best_idx, rows, row, col + col_start, block[row, col])
             return
@@ -208,8 +221,6 @@ def _offer_to_columns(best_d2, best_idx, block, row_start, col_start):
     if not bool(torch.isinf(threshold).any()):
         row, col = _below(block, threshold[None, :])
         if len(row) <= 4 * best_d2.shape[1] * n_cols:
-            order = torch.argsort(col)
-            row, col = row[order], col[order]
             _merge_pairs(best_d2, best_idx, columns, col, row + row_start, block[row, col])
             return
     # Lists not yet full (the first block): a dense top-k down each column.
@@ -227,13 +238,20 @@ def _below(block, threshold):
 
 
 def _merge_pairs(best_d2, best_idx, targets: slice, target, source, d2):
-    """Merge (target, source, d2) pairs, grouped by target (0-based within `targets`), into the lists."""
+    """Merge (target, source, d2) pairs (target 0-based within `targets`) into the targets' lists."""
     if len(target) == 0:
         return
-    n_targets = targets.stop - targets.start
+    n_targets, n_keep = targets.stop - targets.start, best_d2.shape[1]
+    # Group by target, nearest first, and keep at most n_keep per target: hubs of high-dimensional
+    # data can collect hundreds of hits, which would otherwise widen the whole table.
+    order = torch.argsort(d2)
+    order = order[torch.argsort(target[order], stable=True)]
+    target, source, d2 = target[order], source[order], d2[order]
     counts = torch.bincount(target, minlength=n_targets)
     rank = torch.arange(len(target), device=d2.device) - (torch.cumsum(counts, 0) - counts)[target]
-    width = int(counts.max())
+    kept = rank < n_keep
+    target, source, d2, rank = target[kept], source[kept], d2[kept], rank[kept]
+    width = int(rank.max()) + 1
     table_d2 = torch.full((n_targets, width), float("inf"), device=d2.device)
     table_idx = torch.full((n_targets, width), -1, dtype=torch.long, device=d2.device)
     table_d2[target, rank] = d2

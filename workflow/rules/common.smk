@@ -37,10 +37,19 @@ def uses_gpu() -> bool:
 GPU_JOBS = 1 if uses_gpu() else 0
 
 
+def canonical(value):
+    """Dicts with sorted keys, recursively: Snakemake compares params by their text, and the key
+    order of a YAML file is noise that must not trigger reruns."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
 def ts_schedule(d) -> dict:
     """The training schedule for teacher dimension d: a per-d override, else the default."""
-    # keys sorted: Snakemake compares params by their text, and the key order of a YAML file is noise
-    return dict(sorted(TS["schedule_by_d"].get(int(d), TS["schedule"]).items()))
+    return canonical(TS["schedule_by_d"].get(int(d), TS["schedule"]))
 
 
 def ts_train_sizes() -> list[str]:

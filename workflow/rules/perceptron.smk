@@ -9,7 +9,7 @@ rule perceptron_sweep:
         N=PERC["N"],
         alpha=lambda wc: float(wc.alpha),
         seeds=PERC["seeds"],
-        lambdas=PERC["lambdas"],
+        lambdas=canonical(PERC["lambdas"]),
     threads: 1
     log:
         "results/logs/perceptron_sweep/alpha~{alpha}.log",
