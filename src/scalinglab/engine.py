@@ -102,7 +102,8 @@ def loss_and_grads(p: dict, g: dict, x: torch.Tensor, y: torch.Tensor) -> torch.
     grad_out = err.unsqueeze(-1) * (2.0 / batch)
     torch.bmm(h2.transpose(1, 2), grad_out, out=g["W3"])
     torch.sum(grad_out, 1, keepdim=True, out=g["b3"])
-    grad_h2 = threshold_backward(torch.bmm(grad_out, p["W3"].transpose(1, 2)), h2, 0)
+    # an outer product (K = 1): a broadcast multiply beats a GEMM call and gives the same numbers
+    grad_h2 = threshold_backward(grad_out * p["W3"].transpose(1, 2), h2, 0)
     torch.bmm(h1.transpose(1, 2), grad_h2, out=g["W2"])
     torch.sum(grad_h2, 1, keepdim=True, out=g["b2"])
     grad_h1 = threshold_backward(torch.bmm(grad_h2, p["W2"].transpose(1, 2)), h1, 0)
