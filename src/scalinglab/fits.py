@@ -296,10 +296,11 @@ def _check_options(quantile, bootstrap, confidence, expect_sign) -> None:
         raise UserError(f"expect_sign {expect_sign} must be -1, +1 or None")
 
 
-def _log_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+def positive_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A numeric, finite, positive column as floats, or a one-line UserError naming it (shared by every law)."""
     values = frame[column]
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        raise UserError(f"column '{column}' is not numeric (dtype {values.dtype}); a power law needs numbers")
+        raise UserError(f"column '{column}' is not numeric (dtype {values.dtype}); a scaling law needs numbers")
     values = values.to_numpy(dtype=float, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -313,7 +314,11 @@ def _log_column(frame: pd.DataFrame, column: str) -> np.ndarray:
             f"column '{column}' has {int(non_positive.sum())} value(s) <= 0 (min {values.min():g}); "
             f"log is impossible, so a power law needs positive values"
         )
-    return np.log(values)
+    return values
+
+
+def _log_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return np.log(positive_column(frame, column))
 
 
 def _fit_line(lx: np.ndarray, ly: np.ndarray, quantile: float | None, confidence: float):

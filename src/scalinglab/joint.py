@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from scalinglab.errors import UserError
+from scalinglab.fits import positive_column
 from scalinglab.io import require_columns
 
 METHODS = ("vpro", "chinchilla")
@@ -130,25 +131,6 @@ class JointFit:
 # Input checks
 
 
-def _positive_column(frame: pd.DataFrame, column: str) -> np.ndarray:
-    values = frame[column]
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        raise UserError(f"column '{column}' is not numeric (dtype {values.dtype}); a scaling law needs numbers")
-    values = values.to_numpy(dtype=float, na_value=np.nan)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise UserError(
-            f"column '{column}' has {int(bad.sum())} NaN/inf value(s) in {values.size} rows; "
-            f"filter those rows out (diverged or unfinished runs?) before fitting"
-        )
-    if (values <= 0).any():
-        raise UserError(
-            f"column '{column}' has {int((values <= 0).sum())} value(s) <= 0 (min {values.min():g}); "
-            f"a power law needs positive values"
-        )
-    return values
-
-
 def _check_options(method: str, bootstrap: int, confidence: float) -> None:
     if method not in METHODS:
         raise UserError(f"unknown joint-fit method '{method}'; use one of {', '.join(METHODS)}")
@@ -206,7 +188,7 @@ def _read(frame: pd.DataFrame, n: str, p: str, y: str, cluster: str | None) -> _
     if not isinstance(frame, pd.DataFrame):
         raise UserError(f"expected a table (pandas DataFrame), got {type(frame).__name__}")
     require_columns(frame, [n, p, y] + ([cluster] if cluster is not None else []), "joint fit")
-    N, P, Y = (_positive_column(frame, c) for c in (n, p, y))
+    N, P, Y = (positive_column(frame, c) for c in (n, p, y))
     if cluster is None:
         clusters = np.arange(len(frame))
     else:
@@ -854,7 +836,7 @@ def empirical_frontier(
     if int(buckets) != buckets or buckets < 3:
         raise UserError(f"buckets {buckets} must be a whole number >= 3")
     require_columns(frame, [n, d, y], "empirical frontier")
-    cells = pd.DataFrame({"N": _positive_column(frame, n), "D": _positive_column(frame, d), "loss": _positive_column(frame, y)})
+    cells = pd.DataFrame({"N": positive_column(frame, n), "D": positive_column(frame, d), "loss": positive_column(frame, y)})
     cells = cells.groupby(["N", "D"], as_index=False).agg(loss=("loss", "mean"), rows=("loss", "size"))
     cells["C"] = 6.0 * cells["N"] * cells["D"]
     edges = np.geomspace(cells["C"].min(), cells["C"].max(), int(buckets) + 1)
