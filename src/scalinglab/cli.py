@@ -1,7 +1,7 @@
 """The `scalinglab` command: one subcommand per module in scalinglab.commands.
 
-Each command module defines `add_arguments(parser)` and `run(args)`; they are imported only when
-used so that `scalinglab fit` does not pay for importing torch.
+Each command module defines `add_arguments(parser)` and `run(args)`; the modules import their heavy
+dependencies (torch, statsmodels) inside `run`, so building the parser stays cheap.
 """
 
 from __future__ import annotations
@@ -29,12 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # a command whose module is not written yet is simply not offered
+        module = importlib.import_module(module_name)
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command_parser)
         command_parser.set_defaults(_run=module.run)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scalinglab.io import write_parquet
+from scalinglab.io import concat_parquet, write_parquet
 
 
 def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int], subsample: int | None,
@@ -39,11 +39,6 @@ def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int],
     return frame
 
 
-def aggregate(paths: list, out_path) -> pd.DataFrame:
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    write_parquet(frame, out_path, {"files": len(paths)})
-    return frame
-
 
 def reference_estimates(dims: pd.DataFrame, k: int) -> pd.DataFrame:
     """One row per (dataset, d): TwoNN and MLE(k) of x, the estimates the theory lines use."""
@@ -57,7 +52,7 @@ def plot_dimension_vs_k(dims: pd.DataFrame, path) -> None:
     """MLE estimate against k per dataset (TwoNN as a dashed level), the true d dotted for teachers."""
     import matplotlib.pyplot as plt
 
-    from scalinglab.plots import _save
+    from scalinglab.plots import save_figure
 
     datasets = list(dict.fromkeys(dims["dataset"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
@@ -78,7 +73,7 @@ def plot_dimension_vs_k(dims: pd.DataFrame, path) -> None:
     ax.set_ylabel("estimated intrinsic dimension")
     ax.set_title("dimension estimates (solid: MLE(k); dashed: TwoNN; dotted: true)")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def comparison_table(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> pd.DataFrame:
@@ -115,6 +110,6 @@ def comparison_rst(table: pd.DataFrame, k: int) -> str:
 
 
 def aggregate_and_plot(paths: list, table_path, figure_path) -> pd.DataFrame:
-    frame = aggregate(paths, table_path)
+    frame = concat_parquet(paths, table_path)
     plot_dimension_vs_k(frame, figure_path)
     return frame

@@ -48,6 +48,13 @@ def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict
         pq.write_table(table, tmp)
 
 
+def concat_parquet(paths: list, out_path) -> pd.DataFrame:
+    """Concatenate Parquet tables (the aggregate rules) and write the result atomically."""
+    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    write_parquet(frame, out_path, {"files": len(paths)})
+    return frame
+
+
 def read_provenance(path: str | os.PathLike) -> dict:
     meta = pq.read_schema(path).metadata or {}
     raw = meta.get(PROVENANCE_KEY)

@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from scalinglab.io import atomic_path  # noqa: E402
 
 
-def _save(fig, path) -> None:
+def save_figure(fig, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -60,7 +60,7 @@ def loss_vs_n(final: pd.DataFrame, fits: pd.DataFrame, path, theory_dims: dict |
         ax.set_ylabel("test MSE (final step)")
         ax.set_title(f"teacher/student, P = {_fmt_p(P)}")
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def dim_vs_d(fits: pd.DataFrame, path) -> None:
@@ -86,7 +86,7 @@ def dim_vs_d(fits: pd.DataFrame, path) -> None:
     ax.set_ylabel("4 / α")
     ax.set_title("Sharma & Kaplan check: 4/α against d")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def learning_curves(table: pd.DataFrame, path) -> None:
@@ -112,7 +112,7 @@ def learning_curves(table: pd.DataFrame, path) -> None:
     for ax in list(axes.flat)[len(d_values):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def implicit_bias_curves(curves: pd.DataFrame, path, xlabel: str = "norm λ", ylabel: str = "error") -> None:
@@ -132,7 +132,7 @@ def implicit_bias_curves(curves: pd.DataFrame, path, xlabel: str = "norm λ", yl
     ax.set_ylabel(ylabel)
     ax.set_title("error against norm (dots: λ_opt)")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def implicit_bias_collapse(collapse: pd.DataFrame, window, path) -> None:
@@ -150,7 +150,7 @@ def implicit_bias_collapse(collapse: pd.DataFrame, window, path) -> None:
     ax.set_ylabel("ε / ε_opt")
     ax.set_title("collapse on a master curve")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def implicit_bias_learning_curve(result, path) -> None:
@@ -169,4 +169,4 @@ def implicit_bias_learning_curve(result, path) -> None:
     ax.set_ylabel("ε_opt")
     ax.set_title("learning curve: predicted against measured")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)

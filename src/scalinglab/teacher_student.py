@@ -150,11 +150,6 @@ def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float,
     )
 
 
-def aggregate(paths: list, out_path) -> pd.DataFrame:
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    write_parquet(frame, out_path, {"cells": len(paths)})
-    return frame
-
 
 def final_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Each cell's last logged step, without diverged cells; also notes on what was excluded."""

@@ -1,4 +1,4 @@
+from scalinglab.io import concat_parquet
 from scalinglab.scripting import run
-from scalinglab.teacher_student import aggregate
 
-run(snakemake, aggregate, list(snakemake.input), snakemake.output[0])
+run(snakemake, concat_parquet, list(snakemake.input), snakemake.output[0])
