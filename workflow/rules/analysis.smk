@@ -1,5 +1,16 @@
 # Analysis: aggregate the cells, fit exponents, draw figures.
 
+STAGE_TARGETS["teacher_student"] = (
+    [
+        "results/fits/teacher_student.parquet",
+        "results/figures/teacher_student/loss_vs_n.png",
+        "results/figures/teacher_student/dim_vs_d.png",
+        "results/figures/teacher_student/learning_curves.png",
+    ]
+    if TS["enabled"]
+    else []
+)
+
 
 rule aggregate_teacher_student:
     """Concatenate every cell's Parquet into one tidy table."""

@@ -1,5 +1,9 @@
 # Implicit bias in the perceptron (seed 001): error against norm, lambda_opt(P), the collapse, gamma.
 
+STAGE_TARGETS["perceptron"] = (
+    ["results/fits/perceptron.json", "results/figures/perceptron/collapse.png"] if PERC["enabled"] else []
+)
+
 
 rule perceptron_sweep:
     """Fixed-norm minimisers for every lambda and seed at one alpha = P/N."""
