@@ -17,6 +17,7 @@ except UserError as exc:
 TS = config["teacher_student"]
 DIM = config["dimension"]
 PERC = config["perceptron"]
+DATASETS = config["datasets"]
 
 
 wildcard_constraints:
@@ -25,6 +26,7 @@ wildcard_constraints:
     width=r"\d+",
     seed=r"\d+",
     alpha=r"[0-9.e+-]+",
+    dataset=r"[a-z0-9-]+",
 
 
 def uses_gpu() -> bool:
@@ -75,6 +77,11 @@ def ts_all_cells() -> list[str]:
 
 def ts_train_points(wildcards) -> int:
     return TS["pool_size"] if wildcards.P == "inf" else int(wildcards.P)
+
+
+def dataset_file(name: str) -> str:
+    """The prepared (uint8 tensor) file of an image dataset; rule prepare_dataset makes it."""
+    return f"{DATASETS['root']}/{name}/data.pt"
 
 
 def generated_caption(name: str) -> str:

@@ -1,4 +1,4 @@
-# Data: teacher networks and the points sampled from them.
+# Data: teacher networks and the points sampled from them; image datasets, converted once.
 
 
 rule teacher:
@@ -49,3 +49,19 @@ rule teacher_test_data:
         "../../envs/scalinglab.yaml"
     script:
         "../scripts/teacher_data.py"
+
+
+rule prepare_dataset:
+    """An image dataset (torchvision download, a local folder, or a packaged one) as one uint8 tensor file."""
+    output:
+        dataset_file("{dataset}"),
+    params:
+        root=DATASETS["root"],
+        local_dir=lambda wc: DATASETS["local_dirs"].get(wc.dataset),
+        download=DATASETS["download"],
+    log:
+        "results/logs/prepare_dataset/{dataset}.log",
+    conda:
+        "../../envs/scalinglab.yaml"
+    script:
+        "../scripts/prepare_dataset.py"
