@@ -56,7 +56,7 @@ rule prepare_dataset:
     output:
         dataset_file("{dataset}"),
     params:
-        root=DATASETS["root"],
+        root=lambda wc, output: Path(output[0]).parent.parent,
         local_dir=lambda wc: DATASETS["local_dirs"].get(wc.dataset),
         download=DATASETS["download"],
     log:
