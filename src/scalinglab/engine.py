@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from scalinglab.checkpoint import Checkpointer, fingerprint
 from scalinglab.schedules import Schedule, log_spaced_steps
 
 ADAM_BETAS = (0.9, 0.999)
@@ -222,11 +223,16 @@ def train(
     n_evals: int = 30,
     compile: bool = False,
     progress=None,
+    checkpoint=None,
+    checkpoint_every_s: float = 300.0,
 ) -> dict:
     """Train the ensemble; return per-member logs at log-spaced steps as numpy arrays.
 
     Logs: step, samples (seen per member), lr, train_loss (mean batch MSE since the previous log),
     test_loss (MSE on the test set); each an array of shape (n_logs,) or (n_logs, E).
+    checkpoint: a file path; the run's whole state is saved there every `checkpoint_every_s`
+    seconds, and a run started with a checkpoint of the very same run (same inputs) resumes from it
+    with bit-identical results. The caller removes the file once its outputs are written.
     """
     device = ens.flat.device
     trainer = Trainer(ens, compile=compile)
@@ -235,9 +241,13 @@ def train(
     batches = schedule.batch_per_step()
     total = schedule.total_steps
     eval_at = log_spaced_steps(total, n_evals)
+    saver = Checkpointer(checkpoint, checkpoint_every_s, key=fingerprint(
+        ens.E, ens.w, ens.n, mode, data_seed, n_evals, compile, lrs, np.asarray(batches),
+        train_x, train_y, test_x, test_y, ens.flat) if checkpoint else "")
     logs = {"step": [], "samples": [], "lr": [], "train_loss": [], "test_loss": []}
     running = torch.zeros(ens.E, dtype=torch.float64, device=device)
-    count, samples, started = 0, 0, time.perf_counter()
+    count, samples, first_step, next_eval, earlier_seconds = 0, 0, 0, 1, 0.0
+    started = time.perf_counter()
 
     def log(step: int):
         nonlocal running, count
@@ -249,11 +259,30 @@ def train(
         running = torch.zeros_like(running)
         count = 0
         if progress is not None:
-            progress(step, total, time.perf_counter() - started, logs["test_loss"][-1])
+            progress(step, total, earlier_seconds + time.perf_counter() - started, logs["test_loss"][-1])
 
-    log(0)
-    next_eval = 1
-    for step in range(total):
+    def state(step: int) -> dict:
+        return {
+            "step": step, "flat": ens.flat.cpu(), "exp_avg": trainer.exp_avg.cpu(),
+            "exp_avg_sq": trainer.exp_avg_sq.cpu(), "step_count": trainer.step_count.cpu(),
+            "generator": source.gen.get_state(), "position": source.position, "offsets": source.offsets.cpu(),
+            "logs": logs, "running": running.cpu(), "count": count, "samples": samples, "next_eval": next_eval,
+            "seconds": earlier_seconds + time.perf_counter() - started,
+        }
+
+    saved = saver.load()
+    if saved is None:
+        log(0)
+    else:
+        ens.flat.copy_(saved["flat"])  # in place: the trainer's views stay valid
+        for name in ("exp_avg", "exp_avg_sq", "step_count"):
+            getattr(trainer, name).copy_(saved[name])
+        source.gen.set_state(saved["generator"])
+        source.position, source.offsets = saved["position"], saved["offsets"].to(device)
+        logs, running = saved["logs"], saved["running"].to(device)
+        count, samples, next_eval = saved["count"], saved["samples"], saved["next_eval"]
+        first_step, earlier_seconds = saved["step"], saved["seconds"]
+    for step in range(first_step, total):
         batch = int(batches[step])
         x, y = source.next(batch)
         running += trainer.step(x, y, lrs[step])
@@ -262,6 +291,8 @@ def train(
         if step + 1 == eval_at[next_eval]:
             log(step + 1)
             next_eval += 1
+        if saver.due(step + 1) and step + 1 < total:
+            saver.save(state(step + 1))
     logs = {k: np.asarray(v) for k, v in logs.items()}
-    logs["seconds"] = time.perf_counter() - started
+    logs["seconds"] = earlier_seconds + time.perf_counter() - started
     return logs

@@ -80,8 +80,13 @@ def train_bundle(
     compile="auto",
     threads: int = 1,
     out_paths: list,
+    checkpoint=None,
+    checkpoint_every_s: float = 300.0,
 ) -> None:
-    """Train the students of every seed for one (d, P, width) as one ensemble; one Parquet per seed."""
+    """Train the students of every seed for one (d, P, width) as one ensemble; one Parquet per seed.
+
+    checkpoint: a file where the run's state is saved every checkpoint_every_s seconds; a killed job
+    rerun with the same settings resumes there (bit-identical results) and removes it when done."""
     if len(out_paths) != len(seeds):
         raise ValueError("one output path per seed")
     from scalinglab.gpu_slots import device_for_job
@@ -89,10 +94,12 @@ def train_bundle(
     torch.set_num_threads(threads)
     with device_for_job(pick_device(device)) as dev:
         _train_bundle_on(dev, train_path, test_path, d=d, width=width, P=P, seeds=seeds, schedule=schedule,
-                         n_evals=n_evals, compile=compile, out_paths=out_paths)
+                         n_evals=n_evals, compile=compile, out_paths=out_paths, checkpoint=checkpoint,
+                         checkpoint_every_s=checkpoint_every_s)
 
 
-def _train_bundle_on(dev, train_path, test_path, *, d, width, P, seeds, schedule, n_evals, compile, out_paths):
+def _train_bundle_on(dev, train_path, test_path, *, d, width, P, seeds, schedule, n_evals, compile, out_paths,
+                     checkpoint, checkpoint_every_s):
     use_compile = dev.type == "cuda" if compile == "auto" else bool(compile)
     train_data, test_data = torch.load(train_path), torch.load(test_path)
     w = int(train_data["width"])
@@ -118,6 +125,8 @@ def _train_bundle_on(dev, train_path, test_path, *, d, width, P, seeds, schedule
         n_evals=n_evals,
         compile=use_compile,
         progress=_progress(f"d={d} P={format_train_size(P)} n={width}"),
+        checkpoint=checkpoint,
+        checkpoint_every_s=checkpoint_every_s,
     )
     seconds = time.perf_counter() - started
     settings = {"d": d, "width": width, "P": format_train_size(P), "seeds": seeds, "schedule": schedule,
@@ -125,6 +134,8 @@ def _train_bundle_on(dev, train_path, test_path, *, d, width, P, seeds, schedule
     for e, (seed, path) in enumerate(zip(seeds, out_paths)):
         frame = cell_frame(logs, e, d=d, w=w, width=width, P=P_value, seed=seed)
         write_parquet(frame, path, provenance({**settings, "seed": seed}, str(dev), seconds))
+    if checkpoint:
+        Path(checkpoint).unlink(missing_ok=True)  # every cell is written: the run is complete
 
 
 def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float, seed: int) -> pd.DataFrame:

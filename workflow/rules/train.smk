@@ -17,6 +17,7 @@ rule train_teacher_student:
         n_evals=TS["n_evals"],
         device=config["device"],
         compile=config["engine"]["compile"],
+        checkpoint=lambda wc: f"results/checkpoints/teacher_student/d~{wc.d}/P~{wc.P}/width~{wc.width}.pt",
     threads: config["engine"]["threads"]
     resources:
         gpu=GPU_JOBS,
