@@ -116,3 +116,15 @@ def test_stream_mode_never_repeats_a_point_within_the_pool():
     for member in seen:
         assert len(torch.unique(member)) == pool  # each member saw every point exactly once
     assert not torch.equal(seen[0], seen[1])  # members start from different offsets
+
+
+def test_compiled_step_equals_eager_step(teacher_data):
+    """torch.compile runs the unfused Adam and its own kernels: same trajectory to float rounding."""
+    xs, ys = teacher_data
+    lr = torch.tensor(5e-3)
+    eager = Trainer(MLPEnsemble.init(2, W, N_HIDDEN, seeds=[1, 2]))
+    compiled = Trainer(MLPEnsemble.init(2, W, N_HIDDEN, seeds=[1, 2]), compile=True)
+    for step in range(30):
+        x, y = xs[step].expand(2, -1, -1).contiguous(), ys[step].expand(2, -1).contiguous()
+        np.testing.assert_allclose(compiled.step(x, y, lr), eager.step(x, y, lr), rtol=1e-4)
+    np.testing.assert_allclose(compiled.ens.flat, eager.ens.flat, rtol=1e-4, atol=1e-6)

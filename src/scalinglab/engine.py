@@ -131,14 +131,19 @@ def loss_and_grads(p: dict, g: dict, x: torch.Tensor, y: torch.Tensor) -> torch.
     return err.square().mean(1)
 
 
-def adam_update(param, grad, exp_avg, exp_avg_sq, lr, step):
-    """torch.optim.Adam's single-tensor update (no weight decay) on flat buffers; lr, step are 0-d tensors."""
+def adam_update(param, grad, exp_avg, exp_avg_sq, lr, step, fused: bool = True):
+    """torch.optim.Adam's update (no weight decay) on flat buffers; lr and step are 0-d tensors, step
+    already counting this update. fused: torch's fused kernel, one pass over the buffers (4x faster
+    than the eight elementwise ops below, which torch.compile fuses by itself and runs instead)."""
     beta1, beta2 = ADAM_BETAS
+    if fused:
+        torch._fused_adam_([param], [grad], [exp_avg], [exp_avg_sq], [], [step], lr=lr, beta1=beta1, beta2=beta2,
+                           weight_decay=0.0, eps=ADAM_EPS, amsgrad=False, maximize=False)
+        return
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    # bias corrections in float64 (step is a float64 0-d tensor), as torch computes them in Python floats
-    bias_correction1 = (1 - beta1**step).to(param.dtype)
-    bias_correction2_sqrt = (1 - beta2**step).sqrt().to(param.dtype)
+    bias_correction1 = 1 - beta1**step
+    bias_correction2_sqrt = (1 - beta2**step).sqrt()
     denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
     param.addcdiv_(exp_avg, denom * (bias_correction1 / lr), value=-1.0)
 
@@ -152,20 +157,21 @@ class Trainer:
         self.grad = torch.zeros_like(flat)
         self.exp_avg = torch.zeros_like(flat)
         self.exp_avg_sq = torch.zeros_like(flat)
-        self.step_count = torch.zeros((), dtype=torch.float64, device=flat.device)
+        self.step_count = torch.zeros((), dtype=torch.float32, device=flat.device)  # as torch's fused Adam keeps it
         self.p_views = ens.views(flat)
         self.g_views = ens.views(self.grad)
         self.compiled = torch.compile(self._compiled_step, fullgraph=True, dynamic=False) if compile else None
 
     def _compiled_step(self, flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr):
         # views are taken inside the graph so that the compiler sees one flat buffer per state
-        return self._update(self.ens.views(flat), self.ens.views(grad), flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr)
+        return self._update(self.ens.views(flat), self.ens.views(grad), flat, grad, exp_avg, exp_avg_sq, step_count,
+                            x, y, lr, fused=False)  # the fused kernel has no compile support
 
     @staticmethod
-    def _update(p, g, flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr):
+    def _update(p, g, flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr, fused=True):
         loss = loss_and_grads(p, g, x, y)
         step_count.add_(1)
-        adam_update(flat, grad, exp_avg, exp_avg_sq, lr, step_count)
+        adam_update(flat, grad, exp_avg, exp_avg_sq, lr, step_count, fused)
         return loss
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
