@@ -19,6 +19,7 @@ rule train_teacher_student:
         compile=config["engine"]["compile"],
         checkpoint=lambda wc: f"results/checkpoints/teacher_student/d~{wc.d}/P~{wc.P}/width~{wc.width}.pt",
     threads: config["engine"]["threads"]
+    retries: 2  # each attempt gets more memory and runtime (resources below), and resumes its checkpoint
     resources:
         gpu=GPU_JOBS,
         mem_mb=lambda wc, attempt: 2000 * attempt,
