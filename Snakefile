@@ -6,7 +6,8 @@ min_version("9.0")
 
 
 # A --configfile (a preset) is a whole configuration: it replaces the embedded default instead of
-# being merged key by key into it; keys it leaves out take the schema's defaults.
+# being merged key by key into it; keys it leaves out take the schema's defaults, and experiments
+# (stage sections) it leaves out are off.
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
@@ -18,6 +19,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/dimension.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/perceptron.smk"
+include: "workflow/rules/joint.smk"
+include: "workflow/rules/images.smk"
+include: "workflow/rules/deepnets.smk"
+include: "workflow/rules/random_features.smk"
 
 
 report: "workflow/report/workflow.rst"

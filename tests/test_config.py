@@ -70,3 +70,14 @@ def test_yaml_errors_are_one_line(tmp_path):
         load(path)
     with pytest.raises(UserError, match="no such file"):
         load(tmp_path / "missing.yaml")
+
+
+def test_a_preset_runs_only_the_experiments_it_names():
+    from scalinglab.config import only_named_stages, stage_names
+
+    stages = stage_names()
+    assert {"teacher_student", "dimension", "perceptron", "images", "deep_nets", "joint", "random_features"} <= set(stages)
+    config = validate(only_named_stages({"perceptron": {"N": 50}, "images": {"enabled": False}}))
+    enabled = {stage for stage in stages if config[stage]["enabled"]}
+    assert enabled == {"perceptron"}
+    assert config["perceptron"]["N"] == 50 and config["perceptron"]["alphas"]  # named: schema defaults fill it

@@ -103,6 +103,7 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         config = {}
     if not isinstance(config, dict):
         raise UserError("config: the top level must be a mapping of keys to values")
+    _check_finite(config)
     config = _fill_defaults(schema, copy.deepcopy(config), schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
@@ -112,6 +113,36 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         raise UserError(f"config: {_describe(error)}")
     _check_semantics(config)
     return config
+
+
+def stage_names(schema: dict | None = None) -> list[str]:
+    """The experiments: top-level sections that can be switched on and off."""
+    schema = schema or load_schema()
+    return [key for key, sub in schema["properties"].items() if "enabled" in sub.get("properties", {})]
+
+
+def only_named_stages(config: dict, schema: dict | None = None) -> dict:
+    """A preset runs the experiments it names: each stage section it leaves out is switched off
+    (otherwise every experiment added to the tool later would silently join every preset)."""
+    config = dict(config or {})
+    for stage in stage_names(schema):
+        config.setdefault(stage, {"enabled": False})
+    return config
+
+
+def _check_finite(value, where: str = "") -> None:
+    """NaN and infinity pass every schema bound (comparisons with NaN are false): refuse them by
+    name. Only a training-set size may be infinite (P = inf, fresh samples every step)."""
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _check_finite(sub, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            _check_finite(sub, f"{where}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        if math.isinf(value) and value > 0 and where.startswith("teacher_student.train_sizes["):
+            return
+        raise UserError(f"config: {where}: {value} is not a finite number; give a finite value")
 
 
 def _check_semantics(config: dict) -> None:
@@ -134,6 +165,9 @@ def _check_semantics(config: dict) -> None:
     lam = config["perceptron"]["lambdas"]
     if config["perceptron"]["enabled"] and not lam["low"] < lam["high"]:
         raise UserError("config: perceptron.lambdas: low must be below high")
+    window = config["perceptron"]["window"]
+    if config["perceptron"]["enabled"] and not window[0] < window[1]:
+        raise UserError(f"config: perceptron.window: {window} must be [low, high] with low < high")
     dim = config["dimension"]
     if dim["enabled"] and "mle" in dim["estimators"] and dim["reference_k"] not in dim["ks"]:
         raise UserError(f"config: dimension.reference_k: {dim['reference_k']} is not one of dimension.ks {dim['ks']}")

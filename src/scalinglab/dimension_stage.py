@@ -1,8 +1,10 @@
-"""The intrinsic-dimension stage of the workflow: estimates per teacher manifold, a table, a figure.
+"""The intrinsic-dimension stage of the workflow: estimates per teacher manifold and per image
+dataset, a table, a figure.
 
 For each teacher d the stage estimates the dimension of x alone and of (x, y) on the d's test set.
 Because x = W t is linear, for d >= embedding width the x manifold has the width's dimension, and
 that is what the estimators measure and what the table reports as `manifold_dim`.
+Image datasets have no known dimension: their rows hold d, embedding_width and manifold_dim as NA.
 """
 
 from __future__ import annotations
@@ -40,9 +42,36 @@ def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int],
 
 
 
+def estimate_images(data_path, *, dataset: str, estimators: list[str], ks: list[int], subsample: int | None,
+                    bootstrap: int, seed: int, out_path) -> pd.DataFrame:
+    """TwoNN and MLE(k) of one image dataset: flattened pixels scaled to [0, 1], train and test
+    images together, at their stored resolution (digits' 8x8, not the ConvNet's upsampled 16x16:
+    repeating pixels scales every distance by the same factor, which these estimators ignore)."""
+    from pathlib import Path
+
+    from scalinglab import datasets
+    from scalinglab.dimension import estimate
+
+    data = datasets.load(dataset, Path(data_path).parent.parent)
+    x = torch.cat([data.train_x, data.test_x]).flatten(1)
+    points = x.double().numpy() / (255.0 if x.dtype == torch.uint8 else 1.0)
+    frame = estimate(points, estimators=estimators, ks=ks, subsample=subsample, seed=seed, bootstrap=bootstrap)
+    frame.insert(0, "target", "x")
+    frame.insert(0, "manifold_dim", pd.array([pd.NA] * len(frame), dtype="Int64"))
+    frame.insert(0, "embedding_width", pd.array([pd.NA] * len(frame), dtype="Int64"))
+    frame.insert(0, "d", pd.array([pd.NA] * len(frame), dtype="Int64"))
+    frame.insert(0, "dataset", dataset)
+    frame = frame[["dataset", "d", "embedding_width", "manifold_dim", "target", *frame.columns[5:]]]
+    frame["note"] = ""  # non-empty notes flag teachers whose d >= the embedding width
+    write_parquet(frame, out_path, {"dataset": dataset, "estimators": estimators, "ks": ks, "subsample": subsample,
+                                    "dataset_md5": data.meta.get("content_md5")})
+    return frame
+
+
 def reference_estimates(dims: pd.DataFrame, k: int) -> pd.DataFrame:
     """One row per (dataset, d): TwoNN and MLE(k) of x, the estimates the theory lines use."""
-    x = dims[dims["target"] == "x"]
+    x = dims[(dims["target"] == "x") & dims["d"].notna()]  # teacher manifolds only; image datasets have no d
+    x = x.assign(d=x["d"].astype("int64"))
     twonn = x[x["estimator"] == "twonn"].set_index("d")["dimension"].rename("twonn")
     mle = x[(x["estimator"] == "mle") & (x["k"] == k)].set_index("d")["dimension"].rename(f"mle_k{k}")
     return pd.concat([twonn, mle], axis=1).reset_index()

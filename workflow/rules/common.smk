@@ -4,10 +4,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from scalinglab.config import format_train_size, validate
+from scalinglab.config import format_train_size, only_named_stages, validate
 from scalinglab.errors import UserError
 
 try:
+    if workflow.overwrite_configfiles:  # a --configfile (preset) replaces the default: it names its stages
+        config.update(only_named_stages(config))
     config.update(validate(config))
 except UserError as exc:
     # one line, no traceback: say what is wrong and stop before anything runs
@@ -94,6 +96,8 @@ def dimension_files() -> list[str]:
     files = []
     if TS["enabled"]:
         files += expand("results/dimension/teacher_student/d~{d}.parquet", d=TS["d"])
+    if IMG["enabled"]:  # the pixels of every image dataset of the image stage
+        files += expand("results/dimension/images/{dataset}.parquet", dataset=IMG["datasets"])
     return files
 
 
@@ -106,10 +110,149 @@ def perceptron_runs() -> list[str]:
     return expand("results/runs/perceptron/alpha~{alpha}.parquet", alpha=[f"{a:g}" for a in PERC["alphas"]])
 
 
+# ---- images stage (workflow/rules/images.smk): cells per (dataset, P, width, seed)
+IMG = config["images"]
+
+
+def img_train_sizes() -> list[str]:
+    """P settings as path text: "all" (the whole training split) or an integer."""
+    return [str(P) for P in IMG["train_sizes"]]
+
+
+def img_cells(dataset, P, width) -> list[str]:
+    return expand(
+        "results/runs/images/dataset~{dataset}/P~{P}/width~{width}/seed~{seed}.parquet",
+        dataset=dataset, P=P, width=width, seed=IMG["seeds"],
+    )
+
+
+def img_all_cells() -> list[str]:
+    return [
+        cell
+        for dataset in IMG["datasets"]
+        for P in img_train_sizes()
+        for width in IMG["widths"]
+        for cell in img_cells(dataset, P, width)
+    ]
+
+
+def img_scaling_figures() -> list[str]:
+    return expand(
+        "results/figures/images/dataset~{dataset}/P~{P}/scaling.png", dataset=IMG["datasets"], P=img_train_sizes()
+    )
+
+
+def img_augment(wildcards) -> str:
+    """The augmentation of one dataset: its entry in images.augment (a map), else "auto"."""
+    setting = IMG["augment"]
+    return setting.get(wildcards.dataset, "auto") if isinstance(setting, dict) else setting
+
+
+# ---- deep nets (implicit bias in CNN, ResNet, ViT; seed 001): workflow/rules/deepnets.smk ----
+DN = config["deep_nets"]
+
+
+def deep_nets_cells(model, dataset, P) -> list[str]:
+    """The cells (one Parquet per seed) of one (model, dataset, P): one training job."""
+    return expand(
+        "results/runs/deep_nets/model~{model}/dataset~{dataset}/P~{P}/seed~{seed}.parquet",
+        model=model, dataset=dataset, P=P, seed=DN["seeds"],
+    )
+
+
+def deep_nets_runs(wildcards) -> list[str]:
+    """Every cell of one (model, dataset): all P and seeds, the input of its analysis."""
+    return [cell for P in DN["train_sizes"] for cell in deep_nets_cells(wildcards.model, wildcards.dataset, P)]
+
+
+def deep_nets_fits() -> list[str]:
+    return [
+        f"results/fits/deep_nets/model~{model}/dataset~{dataset}.json"
+        for model in DN["models"]
+        for dataset in DN["datasets"]
+    ]
+
+
+def deep_nets_settings(model) -> dict:
+    """One family's training settings: the params whose change retrains that family's cells."""
+    return canonical(
+        {
+            "epochs": DN["epochs"], "batch": DN["batch"], "n_logs": DN["n_logs"], "test_size": DN["test_size"],
+            "lr": DN["lr"][model], "width": DN["width"][model], "depth": DN["depth"].get(model),
+        }
+    )
+
+
+def deep_nets_perceptron_fit() -> list[str]:
+    """The perceptron's gammas as an optional input of the gamma table: [] when that stage is off."""
+    return ["results/fits/perceptron.json"] if PERC["enabled"] else []
+
+
 # Each rule file lists its stage's final outputs here (empty when the stage is off); `rule all`
 # asks for all of them, so a new stage touches only its own rule file and its config section.
 STAGE_TARGETS: dict[str, list[str]] = {}
 
 
+# Snakemake has no public flag for "building a report"; its command line says it.
+REPORTING = any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv)
+
+
 def all_targets() -> list[str]:
-    return dimension_table() + [target for targets in STAGE_TARGETS.values() for target in targets]
+    stages = {"dimension": dimension_table(), **STAGE_TARGETS}
+    if REPORTING:
+        # `--report` after a partial run: report the experiments that are complete, not fail on the others
+        stages = {name: targets for name, targets in stages.items() if all(Path(t).exists() for t in targets)}
+    return [target for targets in stages.values() for target in targets]
+
+
+
+# ---- joint stage (issue 6): the widths x P grid of the joint law ----
+JOINT = config["joint"]
+
+
+def joint_cells(d, P, width) -> list[str]:
+    return expand(
+        "results/runs/joint/d~{d}/P~{P}/width~{width}/seed~{seed}.parquet",
+        d=d, P=P, width=width, seed=JOINT["seeds"],
+    )
+
+
+def joint_all_cells() -> list[str]:
+    return [cell for P in JOINT["train_sizes"] for width in JOINT["widths"] for cell in joint_cells(JOINT["d"], P, width)]
+
+
+def joint_schedule(P) -> dict:
+    """OneCycle for `epochs` passes over the P points: samples seen (and compute) grow with P."""
+    sched = JOINT["schedule"]
+    steps = max(2, math.ceil(sched["epochs"] * int(P) / sched["batch"]))
+    extra = {key: sched[key] for key in ("pct_start", "div_factor", "final_div_factor") if key in sched}
+    return canonical({"kind": "onecycle", "steps": steps, "batch": sched["batch"], "max_lr": sched["max_lr"], **extra})
+
+
+# ---- random-feature stage (issue 6): workflow/rules/random_features.smk, one job per (a, b) ----
+RF = config["random_features"]
+
+
+def rf_pair_name(pair: dict) -> str:
+    return f"a~{pair['a']:g}_b~{pair['b']:g}"
+
+
+def rf_runs() -> list[str]:
+    names = dict.fromkeys(rf_pair_name(pair) for pair in RF["pairs"])  # a pair listed twice runs once
+    return [f"results/runs/random_features/{name}.parquet" for name in names]
+
+
+def rf_settings(wildcards) -> dict:
+    """Everything one (a, b)'s simulation depends on: its params, so a change reruns that pair only."""
+    name = f"a~{wildcards.a}_b~{wildcards.b}"
+    pair = next(p for p in RF["pairs"] if rf_pair_name(p) == name)
+    time = RF["time"]
+    return canonical(
+        {
+            "a": float(pair["a"]), "b": float(pair["b"]),
+            "times": pair.get("times", time["window"]), "n_times": time["count"],
+            "time_P": pair.get("time_P", time["P"]), "time_M": time["M"],
+            "Ns": RF["Ns"], "Ps": RF["Ps"], "variance_N": RF["variance_N"], "variance_Ps": RF["variance_Ps"],
+            "feature_ratio": RF["feature_ratio"], "seeds": RF["seeds"], "lr": RF["lr"],
+        }
+    )

@@ -22,6 +22,27 @@ rule dimension_teacher:
         "../scripts/dimension_teacher.py"
 
 
+rule dimension_images:
+    """Estimates of one image dataset's dimension: its flattened pixels in [0, 1], train and test images."""
+    input:
+        dataset_file("{dataset}"),
+    output:
+        "results/dimension/images/{dataset}.parquet",
+    params:
+        dataset=lambda wc: wc.dataset,
+        estimators=DIM["estimators"],
+        ks=DIM["ks"],
+        subsample=DIM["subsample"],
+        bootstrap=DIM["bootstrap"],
+        seed=DIM["seed"],
+    log:
+        "results/logs/dimension_images/{dataset}.log",
+    conda:
+        "../../envs/scalinglab.yaml"
+    script:
+        "../scripts/dimension_images.py"
+
+
 rule aggregate_dimension:
     """All dimension estimates in one table, and the estimate-against-k figure."""
     input:

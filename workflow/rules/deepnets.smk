@@ -1,0 +1,97 @@
+# Implicit bias in deep nets (seed 001): CNN, ResNet, ViT over a P sweep; test error against
+# Bartlett's spectral complexity along training; gamma1, gamma2, gamma_pred vs gamma_meas.
+
+STAGE_TARGETS["deep_nets"] = (
+    ["results/fits/deep_nets.parquet", "results/figures/deep_nets/gamma_table.png"] if DN["enabled"] else []
+)
+
+
+rule train_deep_nets:
+    """Every seed of one (model, dataset, P): spectral complexity and test error at log-spaced steps."""
+    input:
+        dataset_file("{dataset}"),
+    output:
+        deep_nets_cells("{model}", "{dataset}", "{P}"),
+    wildcard_constraints:
+        model="cnn|resnet|vit",
+    params:
+        P=lambda wc: int(wc.P),
+        seeds=DN["seeds"],
+        settings=lambda wc: deep_nets_settings(wc.model),
+        device=config["device"],
+    threads: config["engine"]["threads"]
+    resources:
+        gpu=GPU_JOBS,
+    log:
+        "results/logs/train_deep_nets/model~{model}/dataset~{dataset}/P~{P}.log",
+    benchmark:
+        "results/benchmarks/train_deep_nets/model~{model}/dataset~{dataset}/P~{P}.tsv"
+    conda:
+        "../../envs/scalinglab.yaml"
+    script:
+        "../scripts/train_deep_nets.py"
+
+
+rule analyse_deep_nets:
+    """gamma1, gamma2, gamma_pred vs gamma_meas of one (model, dataset); its three figures."""
+    input:
+        deep_nets_runs,
+    output:
+        json="results/fits/deep_nets/model~{model}/dataset~{dataset}.json",
+        curves=report(
+            "results/figures/deep_nets/model~{model}/dataset~{dataset}/error_vs_norm.png",
+            caption="../report/deep_nets_pair.rst",
+            category="Implicit bias",
+            subcategory="deep nets",
+            labels={"model": "{model}", "dataset": "{dataset}", "figure": "error against norm"},
+        ),
+        collapse=report(
+            "results/figures/deep_nets/model~{model}/dataset~{dataset}/collapse.png",
+            caption="../report/deep_nets_pair.rst",
+            category="Implicit bias",
+            subcategory="deep nets",
+            labels={"model": "{model}", "dataset": "{dataset}", "figure": "collapse"},
+        ),
+        learning=report(
+            "results/figures/deep_nets/model~{model}/dataset~{dataset}/learning_curve.png",
+            caption="../report/deep_nets_pair.rst",
+            category="Implicit bias",
+            subcategory="deep nets",
+            labels={"model": "{model}", "dataset": "{dataset}", "figure": "learning curve"},
+        ),
+    wildcard_constraints:
+        model="cnn|resnet|vit",
+    params:
+        window=DN["window"],
+        upper_fraction=DN["upper_fraction"],
+        error=DN["error"],
+    log:
+        "results/logs/analyse_deep_nets/model~{model}/dataset~{dataset}.log",
+    conda:
+        "../../envs/scalinglab.yaml"
+    script:
+        "../scripts/analyse_deep_nets.py"
+
+
+rule gamma_table_deep_nets:
+    """The gamma table laid out like the talk's: every (model, dataset), and the perceptron when it ran."""
+    input:
+        fits=deep_nets_fits(),
+        perceptron=deep_nets_perceptron_fit(),
+    output:
+        parquet="results/fits/deep_nets.parquet",
+        json="results/fits/deep_nets.json",
+        caption="results/report/deep_nets.rst",
+        figure=report(
+            "results/figures/deep_nets/gamma_table.png",
+            caption=generated_caption("deep_nets.rst"),
+            category="Implicit bias",
+            subcategory="deep nets",
+            labels={"model": "all", "dataset": "all", "figure": "gamma table"},
+        ),
+    log:
+        "results/logs/gamma_table_deep_nets.log",
+    conda:
+        "../../envs/scalinglab.yaml"
+    script:
+        "../scripts/gamma_table_deep_nets.py"

@@ -1,0 +1,124 @@
+# Images (seed 000's CIFAR-10 experiment): the ConvNet family per (dataset, P, width), fits, figures.
+
+STAGE_TARGETS["images"] = (
+    [
+        "results/fits/images.parquet",
+        "results/figures/images/dim_vs_dhat.png",
+        *img_scaling_figures(),
+    ]
+    if IMG["enabled"]
+    else []
+)
+
+
+rule train_images:
+    """ConvNet(width) of every seed on a seeded subset of P images; one Parquet per seed (cell)."""
+    input:
+        dataset_file("{dataset}"),
+    output:
+        img_cells("{dataset}", "{P}", "{width}"),
+    params:
+        dataset=lambda wc: wc.dataset,
+        P=lambda wc: wc.P,
+        width=lambda wc: int(wc.width),
+        seeds=IMG["seeds"],
+        epochs=IMG["epochs"],
+        batch=IMG["batch"],
+        lr=IMG["lr"],
+        weight_decay=IMG["weight_decay"],
+        augment=img_augment,
+        device=config["device"],
+    threads: config["engine"]["threads"]
+    resources:
+        gpu=GPU_JOBS,
+        mem_mb=lambda wc, attempt: 3000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+    wildcard_constraints:
+        P=r"\d+|all",
+    log:
+        "results/logs/train_images/dataset~{dataset}/P~{P}/width~{width}.log",
+    benchmark:
+        "results/benchmarks/train_images/dataset~{dataset}/P~{P}/width~{width}.tsv"
+    conda:
+        "../../envs/scalinglab.yaml"
+    script:
+        "../scripts/train_images.py"
+
+
+rule aggregate_images:
+    """Concatenate every image cell's Parquet into one tidy table (one row per epoch)."""
+    input:
+        img_all_cells(),
+    output:
+        "results/tables/images.parquet",
+    log:
+        "results/logs/aggregate_images.log",
+    conda:
+        "../../envs/scalinglab.yaml"
+    script:
+        "../scripts/aggregate.py"
+
+
+rule fit_images:
+    """Quantile regressions of log loss and log accuracy on log N, both epoch rules, bootstrap over seeds."""
+    input:
+        table="results/tables/images.parquet",
+        dimension=dimension_table,
+    output:
+        table="results/fits/images.parquet",
+        json="results/fits/images.json",
+        caption="results/report/images_fits.rst",
+    params:
+        quantiles=IMG["quantiles"],
+        bootstrap=IMG["bootstrap"],
+        reference_k=DIM["reference_k"],
+    log:
+        "results/logs/fit_images.log",
+    conda:
+        "../../envs/scalinglab.yaml"
+    script:
+        "../scripts/fit_images.py"
+
+
+rule plot_images:
+    """The seed's 2x2 figure for one dataset and train size: violins per N, quantile lines, 4/alpha."""
+    input:
+        table="results/tables/images.parquet",
+        fits="results/fits/images.parquet",
+    output:
+        report(
+            "results/figures/images/dataset~{dataset}/P~{P}/scaling.png",
+            caption=generated_caption("images_fits.rst"),
+            category="Images",
+            labels={"dataset": "{dataset}", "P": "{P}", "figure": "loss and accuracy against N"},
+        ),
+    wildcard_constraints:
+        P=r"\d+|all",
+    log:
+        "results/logs/plot_images/dataset~{dataset}/P~{P}.log",
+    conda:
+        "../../envs/scalinglab.yaml"
+    script:
+        "../scripts/plot_images.py"
+
+
+rule plot_images_dims:
+    """4/alpha of each image dataset against its estimated intrinsic dimension (MLE and TwoNN)."""
+    input:
+        fits="results/fits/images.parquet",
+        dimension=dimension_table,
+    output:
+        report(
+            "results/figures/images/dim_vs_dhat.png",
+            caption=generated_caption("images_fits.rst"),
+            category="Images",
+            labels={"dataset": "all", "P": "-", "figure": "4/alpha against estimated d"},
+        ),
+    params:
+        reference_k=DIM["reference_k"],
+    log:
+        "results/logs/plot_images_dims.log",
+    conda:
+        "../../envs/scalinglab.yaml"
+    script:
+        "../scripts/plot_images_dims.py"

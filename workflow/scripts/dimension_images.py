@@ -1,0 +1,6 @@
+from scalinglab.dimension_stage import estimate_images
+from scalinglab.scripting import run
+
+p = snakemake.params
+run(snakemake, estimate_images, snakemake.input[0], dataset=p.dataset, estimators=list(p.estimators), ks=list(p.ks),
+    subsample=p.subsample, bootstrap=p.bootstrap, seed=p.seed, out_path=snakemake.output[0])

@@ -1,0 +1,6 @@
+from scalinglab.deepnets_stage import train_cell
+from scalinglab.scripting import run
+
+p, wc = snakemake.params, snakemake.wildcards
+run(snakemake, train_cell, snakemake.input[0], dataset=wc.dataset, model=wc.model, P=p.P, seeds=list(p.seeds),
+    settings=dict(p.settings), device=p.device, threads=snakemake.threads, out_paths=list(snakemake.output))

@@ -1,0 +1,7 @@
+from scalinglab.images_stage import train_bundle
+from scalinglab.scripting import run
+
+p = snakemake.params
+run(snakemake, train_bundle, snakemake.input[0], dataset=p.dataset, P=p.P, width=p.width, seeds=list(p.seeds),
+    epochs=p.epochs, batch=p.batch, lr=p.lr, weight_decay=p.weight_decay, augment=p.augment, device=p.device,
+    threads=snakemake.threads, out_paths=list(snakemake.output))
