@@ -6,9 +6,12 @@ seeded; full rank, like image data, so nothing shortcuts the 3,072-dimensional d
 Ours: one exact k-NN pass (k = 20) serves TwoNN and MLE(k=20), 200 bootstrap resamples each.
 skdim: TwoNN(discard_fraction=0.1).fit(X) and MLE(unbiased=True).fit(X, n_neighbors=20, comb="mle"),
 the same estimators, each computing its own neighbours, on the same points in the same run.
-Prints both estimates and times, their agreement, and as the LAST line `seconds: X` (our total).
+Prints both estimates and times, their agreement, the fraction of pair distances our pruned k-NN
+pass computed, and as the LAST line `seconds: X` (our total). --compare-full also times the full
+(unpruned) pass on the same points in the same run and checks that it finds the same distances.
 
     PYTHONPATH=src .venv/bin/python benchmarks/dimension.py [--n 50000] [--skdim-subsample M] [--skip-skdim]
+        [--method auto|full|pruned] [--compare-full]
 """
 
 from __future__ import annotations
@@ -32,14 +35,16 @@ def manifold_points(n: int, dim: int, latent: int, lengthscale: float, seed: int
     return (math.sqrt(2 / dim) * torch.cos(z @ w + b)).float().numpy()
 
 
-def ours(X: np.ndarray, k: int) -> dict:
+def ours(X: np.ndarray, k: int, method: str = "auto") -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
-    dist = knn_distances(X, k)
+    info = {}
+    dist = knn_distances(X, k, method=method, info=info)
     knn_s = time.perf_counter() - start
     twonn = TwoNN(discard_fraction=0.1).fit_distances(dist)
     mle = MLE(k=k).fit_distances(dist)
     total_s = time.perf_counter() - start
-    return {"twonn": twonn, "mle": mle, "knn_s": knn_s, "total_s": total_s, "cpu_s": time.process_time() - cpu_start}
+    return {"twonn": twonn, "mle": mle, "knn_s": knn_s, "total_s": total_s, "cpu_s": time.process_time() - cpu_start,
+            "dist": dist, "info": info}
 
 
 def matmul_gflops() -> float:
@@ -75,6 +80,9 @@ def main() -> None:
     parser.add_argument("--skdim-subsample", type=int, metavar="M",
                         help="run skdim (and ours again, for agreement) on M of the points; default: all")
     parser.add_argument("--skip-skdim", action="store_true", help="time ours only")
+    parser.add_argument("--method", choices=("auto", "full", "pruned"), default="auto", help="our k-NN pass")
+    parser.add_argument("--compare-full", action="store_true",
+                        help="also time the full (unpruned) k-NN pass on the same points and compare distances")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -85,11 +93,22 @@ def main() -> None:
     gflops = matmul_gflops()
     floor_s = args.n**2 * (args.dim + 2) / (gflops * 1e9)  # half of the n^2 distances, 2 flops per term
     print(f"float32 matmul here now: {gflops:.0f} GFLOPS, so the upper-triangle distance matmul alone takes >= {floor_s:.0f} s")
-    result = ours(X, args.k)
+    result = ours(X, args.k, args.method)
     tw, ml = result["twonn"], result["mle"]
     print(f"ours  TwoNN {tw.dimension_:.3f} [{tw.ci_[0]:.3f}, {tw.ci_[1]:.3f}]   MLE(k={args.k}) {ml.dimension_:.3f} "
           f"[{ml.ci_[0]:.3f}, {ml.ci_[1]:.3f}]   k-NN {result['knn_s']:.1f} s, total {result['total_s']:.1f} s "
           f"(CPU time {result['cpu_s']:.1f} s over {args.threads} threads)")
+    info = result["info"]
+    details = ", ".join(f"{key} {info[key]:,}" if isinstance(info[key], int) else f"{key} {info[key]:.3g}"
+                        for key in ("projection_dims", "open_rows", "predicted_cost_ratio") if key in info)
+    print(f"k-NN pass: {info['method']}; exact pair distances computed: {info['exact_pairs']:,} of {info['all_pairs']:,} "
+          f"({info['pair_fraction']:.2%}){'; ' + details if details else ''}")
+    if args.compare_full:
+        start = time.perf_counter()
+        full = knn_distances(X, args.k, method="full")
+        full_s = time.perf_counter() - start
+        print(f"full pass (no pruning) on the same points: k-NN {full_s:.1f} s, {full_s / result['knn_s']:.2f}x our k-NN time; "
+              f"max relative difference of the {args.k} distances {np.max(np.abs(result['dist'] / full - 1)):.1e}")
 
     if not args.skip_skdim:
         Xs, mine = X, result

@@ -61,6 +61,78 @@ def test_knn_distances_on_high_dimensional_points():
     np.testing.assert_allclose(knn_distances(X.astype(np.float32), 20, chunk=200), brute_force_knn(X.astype(np.float32), 20), rtol=5e-5)
 
 
+# ------------------------------------------------------------------ pruned k-NN (same result, fewer pairs)
+
+
+def fourier_manifold(n: int, latent: int, dim: int, seed: int, lengthscale: float = 2.0) -> np.ndarray:
+    """Points on a smooth latent-dimensional manifold in dim coordinates (random Fourier features,
+    as in benchmarks/dimension.py): full rank, but with a decaying spectrum, so the bound prunes."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, latent))
+    w = rng.normal(size=(latent, dim)) / lengthscale
+    return (np.sqrt(2 / dim) * np.cos(z @ w + rng.uniform(0, 2 * np.pi, dim))).astype(np.float32)
+
+
+def test_pruned_knn_equals_brute_force_on_a_manifold():
+    X = fourier_manifold(1_500, 8, 160, seed=12, lengthscale=3.0)
+    info = {}
+    got = knn_distances(X, 20, chunk=96, method="pruned", info=info)  # several tiles and row blocks
+    assert info["method"] == "pruned"
+    # The bound leaves under a fifth of the pairs, yet some rows need the second pass.
+    assert info["pair_fraction"] < 0.2 and info["open_rows"] > 0
+    np.testing.assert_allclose(got, brute_force_knn(X, 20), rtol=5e-5)
+    np.testing.assert_allclose(got, knn_distances(X, 20, method="full"), rtol=5e-5)
+
+
+def test_pruned_knn_on_isotropic_gaussian_is_exact_and_auto_does_not_prune(monkeypatch):
+    """A flat spectrum: the bound rules out almost nothing. Forced pruning must still be exact (its
+    rows fall back to full rows of matmul); "auto" must see from its sample that pruning does not pay."""
+    import scalinglab.dimension as dimension
+
+    monkeypatch.setattr(dimension, "PRUNE_MIN_POINTS", 0)
+    monkeypatch.setattr(dimension, "PRUNE_DIMS", 16)
+    X = np.random.default_rng(13).normal(size=(1_200, 128)).astype(np.float32)
+    info = {}
+    np.testing.assert_allclose(knn_distances(X, 10, method="pruned", info=info), brute_force_knn(X, 10), rtol=5e-5)
+    assert info["method"] == "pruned" and info["open_rows"] > 1_000
+    info = {}
+    np.testing.assert_allclose(knn_distances(X, 10, info=info), brute_force_knn(X, 10), rtol=5e-5)
+    assert info["method"] == "full" and info["predicted_cost_ratio"] > 0.5 and info["pair_fraction"] == 1.0
+    # A manifold is pruned, once gathered pairs are made as cheap as a matmul's (on 1,200 points the
+    # real GATHER_COST rightly keeps the full pass; the benchmark's 50,000 points are pruned).
+    monkeypatch.setattr(dimension, "GATHER_COST", 1)
+    M = fourier_manifold(1_200, 3, 128, seed=14)
+    info = {}
+    np.testing.assert_allclose(knn_distances(M, 10, info=info), brute_force_knn(M, 10), rtol=5e-5)
+    assert info["method"] == "pruned" and info["pair_fraction"] < 0.2
+
+
+def test_pruned_knn_with_ties_duplicates_and_points_far_from_the_mean():
+    # Ties: a 3-d integer lattice rotated into 40 dimensions (many neighbours at exactly equal
+    # distances), with repeated points, which are dropped first.
+    rng = np.random.default_rng(15)
+    grid = np.stack(np.meshgrid(*[np.arange(10.0)] * 3), -1).reshape(-1, 3)
+    rotation = np.linalg.qr(rng.normal(size=(40, 40)))[0][:3]
+    X = np.concatenate([grid @ rotation, (grid @ rotation)[:7]])
+    with pytest.warns(UserWarning, match="dropped 7 duplicate"):
+        got = knn_distances(X, 12, method="pruned", chunk=128)
+    np.testing.assert_allclose(got, brute_force_knn(grid @ rotation, 12), rtol=5e-5)
+    # Tiny distances far from the mean: float32 rounding is large there, so the bound's margins and
+    # the float64 repair must both act (as in the full pass).
+    far = fourier_manifold(600, 3, 40, seed=16).astype(np.float64) * 0.01
+    far = np.concatenate([far + 1000.0, far - 1000.0])
+    np.testing.assert_allclose(knn_distances(far, 10, method="pruned", chunk=128), brute_force_knn(far, 10), rtol=1e-6)
+
+
+def test_knn_method_is_checked_and_info_filled():
+    X = np.random.default_rng(17).normal(size=(300, 3))
+    with pytest.raises(ValueError, match="method must be one of"):
+        knn_distances(X, 5, method="fast")
+    info = {}
+    knn_distances(X, 5, info=info)  # "auto" does not prune small inputs
+    assert info["method"] == "full" and info["exact_pairs"] == info["all_pairs"] == 300 * 299 // 2
+
+
 def test_duplicates_are_dropped_with_a_warning():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(500, 4))
