@@ -4,7 +4,7 @@ Data: 50,000 points in 3,072 dimensions on a smooth 16-dimensional manifold, x =
 (random Fourier features of Gaussian latents z ~ N(0, I_16), W ~ N(0, 1/lengthscale^2), b ~ U(0, 2 pi),
 seeded; full rank, like image data, so nothing shortcuts the 3,072-dimensional distances).
 Ours: one exact k-NN pass (k = 20) serves TwoNN and MLE(k=20), 200 bootstrap resamples each.
-skdim: TwoNN(discard_fraction=0.1).fit(X) and MLE(unbiased=True).fit(X, n_neighbors=20, comb="mle"),
+skdim: TwoNN(discard_fraction=0.1).fit(X) and MLE().fit(X, n_neighbors=20, comb="mle") ((k-1) normalisation),
 the same estimators, each computing its own neighbours, on the same points in the same run.
 Prints both estimates and times, their agreement, the fraction of pair distances our pruned k-NN
 pass computed, and as the LAST line `seconds: X` (our total). --compare-full also times the full
@@ -60,7 +60,7 @@ def skdim_estimates(X: np.ndarray, k: int) -> dict:
     import skdim
 
     start = time.perf_counter()
-    mle = skdim.id.MLE(unbiased=True).fit(X, n_neighbors=k, comb="mle").dimension_
+    mle = skdim.id.MLE().fit(X, n_neighbors=k, comb="mle").dimension_
     mle_s = time.perf_counter() - start
     start = time.perf_counter()
     twonn = skdim.id.TwoNN(discard_fraction=0.1).fit(X).dimension_

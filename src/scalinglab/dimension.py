@@ -4,14 +4,14 @@
   chunked so memory stays bounded). Exact duplicate points are dropped first, with a warning. On
   large, high-dimensional data with a decaying spectrum it prunes: a lower bound from the top
   principal directions rules out most pairs before any distance is computed (same result).
-- `TwoNN` (Facco et al. 2017) and `MLE` (Levina & Bickel 2005 with the (k-2) normalisation and
-  MacKay–Ghahramani averaging, as in Pope et al. ICLR 2021, github.com/ppope/dimensions):
+- `TwoNN` (Facco et al. 2017) and `MLE` (Levina & Bickel 2005 with MacKay–Ghahramani averaging;
+  (k-1) normalisation, or (k-2) with unbiased=True, as in Pope et al. ICLR 2021, github.com/ppope/dimensions):
   scikit-learn style, `fit(X)` or `fit_distances(dist)` (so one k-NN pass serves both estimators
   and a whole k sweep), results in `dimension_`, `ci_` (95% bootstrap over points), `n_points_`.
 - `estimate(X, ...)`: both estimators and a k sweep from one k-NN pass, as a DataFrame.
 
 Both estimators agree with scikit-dimension (skdim.id.TwoNN(discard_fraction=f) and
-skdim.id.MLE(unbiased=True).fit(X, n_neighbors=k, comb="mle")) on the same points.
+skdim.id.MLE(unbiased=...).fit(X, n_neighbors=k, comb="mle")) on the same points.
 """
 
 from __future__ import annotations
@@ -653,14 +653,22 @@ class TwoNN:
 
 
 class MLE:
-    """Levina–Bickel MLE with k neighbours: local inverse estimates sum_{j<k} log(T_k / T_j) / (k - 2)
-    (kept in `inverse_local_`), averaged over points and then inverted (MacKay–Ghahramani), as in
-    Pope et al. (ICLR 2021). On a d-dimensional Poisson process this converges to d (k-2)/(k-1)."""
+    """Levina–Bickel MLE with k neighbours, MacKay–Ghahramani averaging: local inverse estimates
+    sum_{j<k} log(T_k / T_j) / (k - 1) (kept in `inverse_local_`), averaged over points, then
+    inverted. That average is the maximum-likelihood estimate of 1/d pooled over points and is
+    unbiased for it (each sum is Gamma(k - 1, d)), so the estimate converges to d.
 
-    def __init__(self, k: int = 20, bootstrap: int = 200, seed: int = 0):
+    unbiased=True divides by k - 2 instead: Levina & Bickel's correction, which makes each local
+    estimate unbiased for d when those are averaged, but combined with the averaging of inverses
+    it converges to d (k-2)/(k-1) (5% low at k = 20). It is what skdim.id.MLE(unbiased=True) and
+    early versions of Pope et al.'s code compute; the default matches skdim.id.MLE() and the
+    current ppope/dimensions default."""
+
+    def __init__(self, k: int = 20, bootstrap: int = 200, seed: int = 0, unbiased: bool = False):
         self.k = k
         self.bootstrap = bootstrap
         self.seed = seed
+        self.unbiased = unbiased
 
     def fit(self, X, y=None, device=None) -> "MLE":
         return self.fit_distances(knn_distances(X, self.k, device=device))
@@ -669,9 +677,9 @@ class MLE:
         """Fit from an (n, >=k) array of ascending neighbour distances; uses the first k columns."""
         k = self.k
         if k < 3:
-            raise ValueError(f"MLE needs k >= 3 neighbours (it divides by k - 2), got k={k}")
+            raise ValueError(f"MLE needs k >= 3 neighbours, got k={k}")
         dist = _check_distances(dist, need=k)
-        inverse = np.log(dist[:, k - 1 : k] / dist[:, : k - 1]).sum(axis=1) / (k - 2)
+        inverse = np.log(dist[:, k - 1 : k] / dist[:, : k - 1]).sum(axis=1) / (k - 2 if self.unbiased else k - 1)
         self.inverse_local_ = inverse
         self.dimension_ = float(1 / inverse.mean())
         self.ci_ = _bootstrap_ci(inverse, lambda v: 1 / v.mean(axis=1), self.bootstrap, self.seed)
@@ -688,6 +696,7 @@ def estimate(
     bootstrap: int = 200,
     discard_fraction: float = 0.1,
     device=None,
+    mle_unbiased: bool = False,
 ) -> pd.DataFrame:
     """TwoNN and MLE for every k in ks from one k-NN pass with max(ks) neighbours.
 
@@ -711,7 +720,7 @@ def estimate(
     if "twonn" in estimators:
         fitted.append(("twonn", None, TwoNN(discard_fraction, bootstrap, seed).fit_distances(dist)))
     for k in ks:
-        fitted.append(("mle", k, MLE(k, bootstrap, seed).fit_distances(dist)))
+        fitted.append(("mle", k, MLE(k, bootstrap, seed, unbiased=mle_unbiased).fit_distances(dist)))
     return pd.DataFrame(
         {
             "estimator": [name for name, _, _ in fitted],

@@ -19,7 +19,7 @@ from scalinglab.io import concat_parquet, write_parquet
 
 
 def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int], subsample: int | None,
-                     bootstrap: int, seed: int, out_path) -> pd.DataFrame:
+                     bootstrap: int, seed: int, out_path, mle_unbiased: bool = False) -> pd.DataFrame:
     """TwoNN and MLE(k) of one teacher manifold: rows for points x and for points (x, y)."""
     from scalinglab.dimension import estimate
 
@@ -28,7 +28,8 @@ def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int],
     width = int(data["width"])
     frames = []
     for target, points in (("x", x), ("xy", np.column_stack([x, y]))):
-        est = estimate(points, estimators=estimators, ks=ks, subsample=subsample, seed=seed, bootstrap=bootstrap)
+        est = estimate(points, estimators=estimators, ks=ks, subsample=subsample, seed=seed, bootstrap=bootstrap,
+                       mle_unbiased=mle_unbiased)
         est.insert(0, "target", target)
         frames.append(est)
     frame = pd.concat(frames, ignore_index=True)
@@ -43,7 +44,7 @@ def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int],
 
 
 def estimate_images(data_path, *, dataset: str, estimators: list[str], ks: list[int], subsample: int | None,
-                    bootstrap: int, seed: int, out_path) -> pd.DataFrame:
+                    bootstrap: int, seed: int, out_path, mle_unbiased: bool = False) -> pd.DataFrame:
     """TwoNN and MLE(k) of one image dataset: flattened pixels scaled to [0, 1], train and test
     images together, at their stored resolution (digits' 8x8, not the ConvNet's upsampled 16x16:
     repeating pixels scales every distance by the same factor, which these estimators ignore)."""
@@ -55,7 +56,8 @@ def estimate_images(data_path, *, dataset: str, estimators: list[str], ks: list[
     data = datasets.load(dataset, Path(data_path).parent.parent)
     x = torch.cat([data.train_x, data.test_x]).flatten(1)
     points = x.double().numpy() / (255.0 if x.dtype == torch.uint8 else 1.0)
-    frame = estimate(points, estimators=estimators, ks=ks, subsample=subsample, seed=seed, bootstrap=bootstrap)
+    frame = estimate(points, estimators=estimators, ks=ks, subsample=subsample, seed=seed, bootstrap=bootstrap,
+                       mle_unbiased=mle_unbiased)
     frame.insert(0, "target", "x")
     frame.insert(0, "manifold_dim", pd.array([pd.NA] * len(frame), dtype="Int64"))
     frame.insert(0, "embedding_width", pd.array([pd.NA] * len(frame), dtype="Int64"))

@@ -14,6 +14,7 @@ rule dimension_teacher:
         subsample=DIM["subsample"],
         bootstrap=DIM["bootstrap"],
         seed=DIM["seed"],
+        mle_unbiased=DIM["mle_unbiased"],
     log:
         "results/logs/dimension_teacher/d~{d}.log",
     conda:
@@ -35,6 +36,7 @@ rule dimension_images:
         subsample=DIM["subsample"],
         bootstrap=DIM["bootstrap"],
         seed=DIM["seed"],
+        mle_unbiased=DIM["mle_unbiased"],
     log:
         "results/logs/dimension_images/{dataset}.log",
     conda:

@@ -3,4 +3,4 @@ from scalinglab.scripting import run
 
 p = snakemake.params
 run(snakemake, estimate_images, snakemake.input[0], dataset=p.dataset, estimators=list(p.estimators), ks=list(p.ks),
-    subsample=p.subsample, bootstrap=p.bootstrap, seed=p.seed, out_path=snakemake.output[0])
+    subsample=p.subsample, bootstrap=p.bootstrap, seed=p.seed, mle_unbiased=p.mle_unbiased, out_path=snakemake.output[0])

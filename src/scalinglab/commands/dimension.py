@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsample and bootstrap (default 0)")
     parser.add_argument("--bootstrap", type=int, default=200, metavar="B",
                         help="bootstrap resamples for the 95%% CI (default 200; 0 = no CI)")
+    parser.add_argument("--mle-unbiased", action="store_true",
+                        help="MLE with Levina-Bickel's (k-2) normalisation instead of (k-1) (see scalinglab.dimension.MLE)")
     parser.add_argument("--json", action="store_true", help="print JSON for other tools")
 
 
@@ -55,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 subsample=args.subsample,
                 seed=args.seed,
                 bootstrap=args.bootstrap,
+                mle_unbiased=args.mle_unbiased,
             )
         except ValueError as exc:  # the library's messages for unusable points (too few, NaN, ...)
             raise UserError(f"{args.file}: {exc}") from None
