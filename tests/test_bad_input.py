@@ -14,7 +14,6 @@ import hashlib
 import math
 import re
 import subprocess
-import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from scalinglab import datasets
 from scalinglab.cli import main
 from scalinglab.errors import UserError
-from workflow_helpers import REPO, tiny_config
+from workflow_helpers import snakemake, tiny_config
 
 ONE_LINE = re.compile(r"^(scalinglab [a-z-]+: )?error: \S")
 
@@ -80,17 +78,9 @@ CONFIGS = {
 
 
 def snakemake_dry_run(config: dict, folder: Path) -> tuple[subprocess.CompletedProcess, Path]:
-    folder.mkdir(parents=True)
-    configfile = folder / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
     workdir = folder / "run"
-    workdir.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(configfile), "-n", "--cores", "1"],
-        capture_output=True, text=True,
-    )
-    return result, workdir
+    workdir.mkdir(parents=True)
+    return snakemake(workdir, "-n", "--cores", "1", config=config, check=False), workdir
 
 
 @pytest.fixture(scope="module")
@@ -212,15 +202,9 @@ def test_truncated_dataset_archive_through_the_workflow(tmp_path):
     first.write_bytes(first.read_bytes()[:20])
     config = tiny_config()
     config["datasets"] = {"root": "resources/datasets", "local_dirs": {"fashion-mnist": str(local)}, "download": False}
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "run"
     workdir.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(configfile), "--cores", "1", "resources/datasets/fashion-mnist/data.pt"],
-        capture_output=True, text=True,
-    )
+    result = snakemake(workdir, "--cores", "1", "resources/datasets/fashion-mnist/data.pt", config=config, check=False)
     # Snakemake adds its own "Error in rule ..." report; the job's own complaint is one line, no traceback
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr

@@ -17,7 +17,7 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool
     """Run snakemake on the repo's Snakefile in `workdir` with the tiny config (or `config`)."""
     configfile = TINY
     if config is not None:
-        configfile = workdir / "config.yaml"
+        configfile = workdir.parent / f"{workdir.name}.config.yaml"  # beside, so workdir holds only outputs
         configfile.write_text(yaml.safe_dump(config))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(configfile), *args]
