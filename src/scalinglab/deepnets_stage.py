@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from scalinglab.errors import UserError
-from scalinglab.io import atomic_path, write_parquet
+from scalinglab.io import read_concat, write_parquet, write_text
 
 # The talk's table (seed 001; reference.md): (model, dataset) -> (gamma_pred, gamma_meas)
 TALK = {
@@ -66,7 +66,7 @@ def analyse_pair(paths: list, *, model: str, dataset: str, window, upper_fractio
     from scalinglab import plots
     from scalinglab.implicit_bias import analyse
 
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    frame = read_concat(paths)
     bad = frame[frame["status"] != "ok"][["P", "seed"]].drop_duplicates()
     if len(bad):
         print(f"warning: leaving out {len(bad)} diverged runs: {bad.to_dict('records')}", file=sys.stderr)
@@ -92,8 +92,7 @@ def analyse_pair(paths: list, *, model: str, dataset: str, window, upper_fractio
         plots.implicit_bias_collapse(result.collapse, result.window, figures["collapse"])
         plots.implicit_bias_learning_curve(result, figures["learning"])
         print(result.summary())
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=1, default=float))
+    write_text(json_path, json.dumps(summary, indent=1, default=float))
     return summary
 
 
@@ -113,11 +112,9 @@ def gamma_table(json_paths: list, *, perceptron_json=None, parquet_path, json_pa
     table["talk_gamma_pred"] = [TALK.get((m, d), (math.nan, math.nan))[0] for m, d in zip(table.model, table.dataset)]
     table["talk_gamma_meas"] = [TALK.get((m, d), (math.nan, math.nan))[1] for m, d in zip(table.model, table.dataset)]
     write_parquet(table, parquet_path, {"files": [str(p) for p in json_paths]})
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(table.to_dict("records"), indent=1, default=float))
+    write_text(json_path, json.dumps(table.to_dict("records"), indent=1, default=float))
     caption = _caption(table)
-    with atomic_path(caption_path) as tmp:
-        tmp.write_text(caption)
+    write_text(caption_path, caption)
     _gamma_figure(table, figure_path)
     print(caption)
     return table

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from scalinglab.errors import UserError
-from scalinglab.io import atomic_path, write_parquet
+from scalinglab.io import write_parquet, write_text
 
 EXPERIMENT = "images"
 # The seed's flip + crop suits natural images and clothes; a mirrored digit is another symbol.
@@ -210,12 +210,10 @@ def fit_and_write(table_path, *, quantiles, bootstrap: int, table_out, json_out,
     table = pd.read_parquet(table_path)
     fits = fit_images(table, quantiles=quantiles, bootstrap=bootstrap)
     write_parquet(fits, table_out, {"quantiles": list(quantiles), "bootstrap": bootstrap})
-    with atomic_path(json_out) as tmp:
-        tmp.write_text(json.dumps(json.loads(fits.to_json(orient="records")), indent=1))
+    write_text(json_out, json.dumps(json.loads(fits.to_json(orient="records")), indent=1))
     dims = pd.read_parquet(dimension_path) if dimension_path else None
     text = caption(fits, dims, reference_k)
-    with atomic_path(caption_out) as tmp:
-        tmp.write_text(text)
+    write_text(caption_out, text)
     print(text)
     return fits
 

@@ -37,6 +37,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file (JSON, a report caption) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict | None = None) -> None:
     """Write `frame` atomically, with `provenance` (JSON-serialisable) in the file's metadata."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -48,9 +54,14 @@ def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict
         pq.write_table(table, tmp)
 
 
+def read_concat(paths: list) -> pd.DataFrame:
+    """The Parquet tables of `paths` (cells, per-job results) as one table."""
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
 def concat_parquet(paths: list, out_path) -> pd.DataFrame:
     """Concatenate Parquet tables (the aggregate rules) and write the result atomically."""
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    frame = read_concat(paths)
     write_parquet(frame, out_path, {"files": len(paths)})
     return frame
 

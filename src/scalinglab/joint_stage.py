@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.errors import UserError
-from scalinglab.io import atomic_path, write_parquet
+from scalinglab.io import read_concat, write_parquet, write_text
 
 EXPERIMENT = "joint"
 
@@ -28,7 +28,7 @@ def add_compute(frame: pd.DataFrame) -> pd.DataFrame:
 
 def aggregate(paths: list, out_path) -> pd.DataFrame:
     """Concatenate the cells (one Parquet each), label them, add C; one tidy table."""
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    frame = read_concat(paths)
     frame = add_compute(frame.assign(experiment=EXPERIMENT))
     write_parquet(frame, out_path, {"cells": len(paths)})
     return frame
@@ -156,8 +156,7 @@ def fit_and_plot(table_path, *, methods: list[str], bootstrap: int, fits_path, j
         rows.append(row)
     write_parquet(pd.DataFrame(rows).astype({c: float for c in ("alloc_a_lo", "alloc_a_hi", "alloc_b_lo", "alloc_b_hi")}),
                   fits_path, {"methods": methods, "bootstrap": bootstrap})
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
+    write_text(json_path, json.dumps(summary, indent=1))
     cells, _ = final_cells(table)
     primary = objects[methods[0]]
     joint_plots.loss_vs_n(cells, primary, figures["loss_vs_n"])
@@ -165,7 +164,6 @@ def fit_and_plot(table_path, *, methods: list[str], bootstrap: int, fits_path, j
     joint_plots.frontier(summary, methods[0], cells, figures["frontier"])
     joint_plots.isoflop(cells, _law_in_samples(primary, summary["passes"]), summary["passes"], figures["isoflop"])
     text = caption(summary)
-    with atomic_path(caption_path) as tmp:
-        tmp.write_text(text)
+    write_text(caption_path, text)
     print(text)
     return summary

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scalinglab.io import atomic_path, write_parquet
+from scalinglab.io import read_concat, write_parquet, write_text
 
 
 def lambda_grid(alpha: float, low: float, high: float, count: int) -> np.ndarray:
@@ -36,15 +36,14 @@ def analyse_and_plot(paths: list, *, window, upper_fraction: float, json_path, c
     from scalinglab import plots
     from scalinglab.implicit_bias import analyse
 
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    frame = read_concat(paths)
     result = analyse(frame, p="P", seed="seed", norm="lam", error="rel_error", window=tuple(window),
                      upper_fraction=upper_fraction)
     summary = result.to_dict()
     summary["N"] = int(frame["N"].iloc[0])
     summary["alphas"] = sorted(float(a) for a in frame["alpha"].unique())
     summary["unconverged"] = int((~frame["converged"]).sum())
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=1, default=float))
+    write_text(json_path, json.dumps(summary, indent=1, default=float))
     plots.implicit_bias_curves(result.curves, figures["curves"], xlabel="norm λ", ylabel="ε / ε(λ=0)")
     plots.implicit_bias_collapse(result.collapse, result.window, figures["collapse"])
     plots.implicit_bias_learning_curve(result, figures["learning"])
@@ -62,7 +61,6 @@ def analyse_and_plot(paths: list, *, window, upper_fraction: float, json_path, c
     )
     if result.edge_minima:
         caption += f"- minima on the grid's edge (left out): P = {result.edge_minima}\n"
-    with atomic_path(caption_path) as tmp:
-        tmp.write_text(caption)
+    write_text(caption_path, caption)
     print(caption)
     return result

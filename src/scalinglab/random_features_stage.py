@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scalinglab.io import atomic_path, write_parquet
+from scalinglab.io import read_concat, write_parquet, write_text
 
 _NAMES = {"time": "time t", "model": "model N", "data": "data P", "variance": "variance (N fixed) P"}
 
@@ -39,12 +39,11 @@ def fit_and_plot(paths: list, *, bootstrap: int, json_path, table_path, caption_
     from scalinglab.random_features import fit_exponents
     from scalinglab.random_features_plots import bottlenecks
 
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    frame = read_concat(paths)
     fits = fit_exponents(frame, bootstrap=bootstrap)
     write_parquet(fits, table_path, {"runs": [str(p) for p in paths], "bootstrap": bootstrap})
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps({"bootstrap": bootstrap, "confidence": 0.95, "fits": fits.to_dict("records")},
-                                  indent=1, default=float))
+    summary = {"bootstrap": bootstrap, "confidence": 0.95, "fits": fits.to_dict("records")}
+    write_text(json_path, json.dumps(summary, indent=1, default=float))
     bottlenecks(frame, fits, figure_path)
     lines = [
         "Linear random-feature model (Bahri et al.; Bordelon, Atanasov & Pehlevan), simulated exactly: "
@@ -65,7 +64,6 @@ def fit_and_plot(paths: list, *, bootstrap: int, json_path, table_path, caption_
             f"{row.exponent:.3f} | [{row.exponent_lo:.3f}, {row.exponent_hi:.3f}] | {row.theory:.3f} | {row.error:+.3f} |"
         )
     caption = "\n".join(lines) + "\n"
-    with atomic_path(caption_path) as tmp:
-        tmp.write_text(caption)
+    write_text(caption_path, caption)
     print(caption)
     return fits

@@ -17,7 +17,7 @@ import torch
 
 from scalinglab.config import format_train_size, parse_train_size
 from scalinglab.engine import MLPEnsemble, pick_device, student_param_count, train
-from scalinglab.io import atomic_path, write_parquet
+from scalinglab.io import atomic_path, write_parquet, write_text
 from scalinglab.provenance import provenance
 from scalinglab.schedules import Schedule
 from scalinglab.seeding import derive_seed
@@ -248,8 +248,7 @@ def fit_and_write(input_path, *, table_path, json_path, caption_path, bootstrap:
     fits = fit_exponents(table, bootstrap=bootstrap, quantile=quantile)
     write_parquet(fits, table_path, {"bootstrap": bootstrap, "quantile": quantile})
     records = json.loads(fits.to_json(orient="records"))
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(records, indent=1))
+    write_text(json_path, json.dumps(records, indent=1))
     caption = fits_caption(fits)
     if dimension_path is not None:
         from scalinglab.dimension_stage import comparison_rst, comparison_table
@@ -262,8 +261,7 @@ def fit_and_write(input_path, *, table_path, json_path, caption_path, bootstrap:
         )
         if (dims["note"] != "").any():
             caption += "\nWhere d >= the embedding width, x = W t spans only the width's dimensions: the measured dimension is the width, not d.\n"
-    with atomic_path(caption_path) as tmp:
-        tmp.write_text(caption)
+    write_text(caption_path, caption)
     print(caption)
     return fits
 
