@@ -60,11 +60,16 @@ def ts_train_sizes() -> list[str]:
     return [format_train_size(P) for P in TS["train_sizes"]]
 
 
-def ts_cells(d, P, width) -> list[str]:
+def student_cells(experiment: str, seeds: list, d, P, width) -> list[str]:
+    """The cells of one teacher/student bundle: one Parquet per seed (shared by the joint stage)."""
     return expand(
-        "results/runs/teacher_student/d~{d}/P~{P}/width~{width}/seed~{seed}.parquet",
-        d=d, P=P, width=width, seed=TS["seeds"],
+        "results/runs/{experiment}/d~{d}/P~{P}/width~{width}/seed~{seed}.parquet",
+        experiment=experiment, d=d, P=P, width=width, seed=seeds,
     )
+
+
+def ts_cells(d, P, width) -> list[str]:
+    return student_cells("teacher_student", TS["seeds"], d, P, width)
 
 
 def ts_all_cells() -> list[str]:
@@ -211,10 +216,7 @@ JOINT = config["joint"]
 
 
 def joint_cells(d, P, width) -> list[str]:
-    return expand(
-        "results/runs/joint/d~{d}/P~{P}/width~{width}/seed~{seed}.parquet",
-        d=d, P=P, width=width, seed=JOINT["seeds"],
-    )
+    return student_cells("joint", JOINT["seeds"], d, P, width)
 
 
 def joint_all_cells() -> list[str]:
