@@ -25,7 +25,9 @@ rule train_joint:
         n_evals=JOINT["n_evals"],
         device=config["device"],
         compile=config["engine"]["compile"],
+        checkpoint=lambda wc: f"results/checkpoints/joint/d~{wc.d}/P~{wc.P}/width~{wc.width}.pt",
     threads: config["engine"]["threads"]
+    retries: 2  # each attempt gets more memory and runtime, and resumes its checkpoint
     resources:
         gpu=GPU_JOBS,
         mem_mb=lambda wc, attempt: 2000 * attempt,
@@ -37,7 +39,7 @@ rule train_joint:
     conda:
         "../../envs/scalinglab.yaml"
     script:
-        "../scripts/train_joint.py"
+        "../scripts/train_teacher_student.py"  # the same bundle training, on the joint grid
 
 
 rule aggregate_joint:
