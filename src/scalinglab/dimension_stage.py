@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from scalinglab.io import concat_parquet, write_parquet
+from scalinglab.rst import simple_table
 
 
 def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int], subsample: int | None,
@@ -132,12 +133,7 @@ def comparison_rst(table: pd.DataFrame, k: int) -> str:
             f"{row['4/alpha']:.2f} [{row['4/alpha lo']:.2f}, {row['4/alpha hi']:.2f}]",
             f"{row['4/alpha median']:.2f}" if pd.notna(row["4/alpha median"]) else "-",
         ])
-    widths = [max(len(c), *(len(r[j]) for r in rows)) for j, c in enumerate(cols)]
-    rule = "  ".join("=" * w for w in widths)
-    lines = [rule, "  ".join(c.ljust(w) for c, w in zip(cols, widths)), rule]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
-    lines.append(rule)
-    return "\n".join(lines) + "\n"
+    return "\n".join(simple_table(cols, rows)) + "\n"
 
 
 def aggregate_and_plot(paths: list, table_path, figure_path) -> pd.DataFrame:

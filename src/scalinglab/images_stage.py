@@ -25,6 +25,7 @@ import torch
 
 from scalinglab.errors import UserError
 from scalinglab.io import write_parquet, write_text
+from scalinglab.rst import simple_table
 
 EXPERIMENT = "images"
 # The seed's flip + crop suits natural images and clothes; a mirrored digit is another symbol.
@@ -168,7 +169,7 @@ def caption(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> str:
         "The seed's ConvNet family (conv c, 2c, 2c; FC 64) on image data: slope of log(metric) against",
         "log N by quantile regression at q = " + ", ".join(f"{q:g}" for q in qs) + ", with epoch rule *all*",
         "(every epoch of every run, as the seed fitted) and *final* (each run's last epoch). 4/alpha =",
-        "4/|slope|; brackets: 95% CI from a bootstrap over seeds. Sharma & Kaplan predict 4/alpha = d.",
+        "4/\\|slope\\|; brackets: 95% CI from a bootstrap over seeds. Sharma & Kaplan predict 4/alpha = d.",
         "",
     ]
     header = ["dataset", "P", "metric", "rule"] + [f"4/alpha q={q:g} [CI]" for q in qs] + ["slope (median q)"]
@@ -178,10 +179,10 @@ def caption(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> str:
         cells = [f"{by_q.loc[q, 'dim']:.1f} [{by_q.loc[q, 'dim_lo']:.1f}, {by_q.loc[q, 'dim_hi']:.1f}]" for q in qs]
         middle = min(qs, key=lambda q: abs(q - 0.5))
         rows.append([dataset, str(int(P)), metric, rule, *cells, f"{by_q.loc[middle, 'slope']:+.4f}"])
-    lines += _rst_table(header, rows)
+    lines += simple_table(header, rows)
     if len(est):
         lines += ["", f"Estimated intrinsic dimension of each dataset's pixels (dimension stage; MLE with k = {k}):", ""]
-        lines += _rst_table(["dataset", "TwoNN d-hat", f"MLE(k={k}) d-hat [CI]"],
+        lines += simple_table(["dataset", "TwoNN d-hat", f"MLE(k={k}) d-hat [CI]"],
                             [[name, f"{row['twonn']:.2f}",
                               f"{row[f'mle_k{k}']:.2f} [{row[f'mle_k{k}_lo']:.2f}, {row[f'mle_k{k}_hi']:.2f}]"]
                              for name, row in est.iterrows()])
@@ -195,13 +196,6 @@ def caption(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> str:
             scope = "every fit" if len(labels) == len(fits) else f"{len(labels)} fits, e.g. {labels[0]}"
             lines.append(f"- {note} ({scope})")
     return "\n".join(lines) + "\n"
-
-
-def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[j]) for r in rows)) if rows else len(h) for j, h in enumerate(header)]
-    rule = "  ".join("=" * w for w in widths)
-    return [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule,
-            *("  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows), rule]
 
 
 def fit_and_write(table_path, *, quantiles, bootstrap: int, table_out, json_out, caption_out,

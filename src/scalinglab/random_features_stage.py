@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from scalinglab.io import read_concat, write_parquet, write_text
+from scalinglab.rst import simple_table
 
 _NAMES = {"time": "time t", "model": "model N", "data": "data P", "variance": "variance (N fixed) P"}
 
@@ -55,14 +56,13 @@ def fit_and_plot(paths: list, *, bootstrap: int, json_path, table_path, caption_
         "model the N exponent saturates at b (a projection error, first order in the effective ridge), which is "
         "the theory column; the 2b saturation holds for P. Both agree when a − 1 < b.",
         "",
-        "| (a, b) | sweep | sizes | fitted | 95% CI | theory | error |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for row in fits.itertuples():
-        lines.append(
-            f"| ({row.a:g}, {row.b:g}) | {_NAMES[row.sweep]} | {row.min_size:.4g}…{row.max_size:.4g} | "
-            f"{row.exponent:.3f} | [{row.exponent_lo:.3f}, {row.exponent_hi:.3f}] | {row.theory:.3f} | {row.error:+.3f} |"
-        )
+    rows = [
+        [f"({row.a:g}, {row.b:g})", _NAMES[row.sweep], f"{row.min_size:.4g}…{row.max_size:.4g}", f"{row.exponent:.3f}",
+         f"[{row.exponent_lo:.3f}, {row.exponent_hi:.3f}]", f"{row.theory:.3f}", f"{row.error:+.3f}"]
+        for row in fits.itertuples()
+    ]
+    lines += simple_table(["(a, b)", "sweep", "sizes", "fitted", "95% CI", "theory", "error"], rows)
     caption = "\n".join(lines) + "\n"
     write_text(caption_path, caption)
     print(caption)
