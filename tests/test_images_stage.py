@@ -131,8 +131,9 @@ def test_image_datasets_in_the_dimension_stage(tmp_path):
 
 
 @pytest.mark.workflow
-def test_the_cifar10_seed_preset_plans_every_width(tmp_path):
-    preset = yaml.safe_load((REPO / "config" / "presets" / "cifar10_seed.yaml").read_text())
+@pytest.mark.parametrize("name", ["cifar10_seed", "fashion_mnist_seed"])
+def test_the_seed_presets_plan_every_width(tmp_path, name):
+    preset = yaml.safe_load((REPO / "config" / "presets" / f"{name}.yaml").read_text())
     jobs = planned_jobs(tmp_path, preset)
     trained = sorted(int(wc["width"]) for rule, wc in jobs if rule == "train_images")
     assert trained == list(range(1, 21))
