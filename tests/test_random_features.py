@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from scalinglab.errors import UserError
-from scalinglab.random_features import INF, Spectrum, fit_exponents, gd_steps, simulate, sweep
+from scalinglab.random_features import INF, Spectrum, fit_exponents, gd_steps, simulate, sweep, theory_curve
 
 
 def test_closed_form_gd_matches_the_plain_iteration():
@@ -92,3 +92,27 @@ def test_variance_limited_regime_falls_as_one_over_p(exponents, pair):
     # exactly sigma^2 N / (P - N - 1) in expectation: local slope -P/(P-N-1), -1.07 at P = 16 N
     row = exponents.loc[(*pair, "variance")]
     assert abs(row["exponent"] - 1.0) <= 0.1, row.to_dict()
+
+
+def test_the_model_bottleneck_is_the_projection_residual_with_exponent_b_not_2b():
+    """Independent of the simulator: with P, t -> inf the student is the Lambda-norm projection of the
+    teacher onto the span of A, so L(N) = |(I - Q Q^T) v|^2 with v = Lambda^1/2 w* and Q an orthonormal
+    basis of the columns of Lambda^1/2 A^T (QR, float64). For (a, b) = (5.5, 1.5), where
+    min(a-1, b) = 1.5 and Bordelon et al.'s min(a-1, 2b) = 3, it falls as N^-b, and its mean follows
+    the deterministic equivalent kappa sum lambda_k v_k^2 / (lambda_k + kappa) (theory_curve)."""
+    a, b, M = 5.5, 1.5, 4096
+    k = np.arange(1, M + 1.0)
+    lam, v = k ** -b, np.sqrt(k ** -a)
+    Ns = [16, 32, 64, 128, 256]
+    rng = np.random.default_rng(0)
+    mean_residual = []
+    for N in Ns:
+        residuals = []
+        for _ in range(6):
+            Q, _ = np.linalg.qr((rng.standard_normal((N, M)) * np.sqrt(lam)).T)
+            residuals.append(np.sum((v - Q @ (Q.T @ v)) ** 2))
+        mean_residual.append(np.mean(residuals))
+    slope = np.polyfit(np.log(Ns), np.log(mean_residual), 1)[0]
+    assert abs(-slope - b) <= 0.1, slope  # measured 1.503; 2b = 3 is far outside
+    ratio = np.array(mean_residual) / theory_curve(Spectrum(a, b, M), "model", Ns)
+    assert np.all(np.abs(ratio - 1) <= 0.25), ratio  # measured 0.81 ... 1.02 with 6 draws each

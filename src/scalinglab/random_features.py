@@ -47,8 +47,10 @@ impose on the spectrum, Lambda (Lambda + kappa)^-1 the learned fraction per mode
   in the Lambda norm, w*^T (I - P_X) Lambda (I - P_X) w* ~ kappa^2 sum k^-a k^2b / (1 + kappa k^b)^2:
   two powers, hence 2b on the data axis. The issue (and reference.md) quote N^-min(a-1, 2b) for the
   N axis as well; for this model (the random-feature model of Bahri et al., Bordelon et al. and the
-  power-law random features of Paquette et al. 2024) the exact N exponent saturates at b, and the
-  simulation agrees (it measures ~b, not 2b, when a - 1 > b). Both agree when a - 1 < b.
+  power-law random features of Paquette et al. 2024, whose limit loss D^(-2 alpha + max(0, 1 - 2 beta))
+  is D^-min(a-1, b) with b = 2 alpha, a = 2 alpha + 2 beta) the exact N exponent saturates at b; the
+  simulation and an exact QR computation of the projection residual agree (both ~b, not 2b, when
+  a - 1 > b; tests). Both agree when a - 1 < b.
 - variance-limited (Bahri et al.): at fixed N < P, t = inf, the student is least squares on N
   Gaussian features with independent noise sigma^2, so L(N, P) - L(N, inf) = sigma^2 N / (P - N - 1)
   ~ 1/P exactly (in expectation) for P >> N.
