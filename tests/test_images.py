@@ -81,6 +81,40 @@ def test_same_call_twice_gives_identical_numbers(digits):
     assert not other[other["seed"] == 2]["val_loss"].equals(first[first["seed"] == 0]["val_loss"])
 
 
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_interrupted_training_resumes_from_its_checkpoint_with_identical_numbers(digits, tmp_path, ensemble):
+    """A call stopped after width 3's second epoch (a checkpoint is saved after every epoch) and rerun
+    gives the frame of an uninterrupted call, bit for bit; the checkpoint is gone afterwards. The
+    interruption is an exception from the progress callback, i.e. in the loop, after the save."""
+    args = dict(widths=[2, 3], seeds=[0, 1], P=200, epochs=4, ensemble=ensemble, **FAST)
+    expected = images.train_cells(digits, **args).drop(columns="seconds")
+    ckpt = tmp_path / "images.pt"
+    resumed_rows = []
+
+    def stop_in_width_3(row):
+        if row["width"] == 3 and row["epoch"] == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        images.train_cells(digits, **args, progress=stop_in_width_3, checkpoint=ckpt, checkpoint_every_s=0)
+    assert ckpt.exists()
+    frame = images.train_cells(digits, **args, progress=resumed_rows.append, checkpoint=ckpt, checkpoint_every_s=0)
+    pd.testing.assert_frame_equal(frame.drop(columns="seconds"), expected, check_exact=True)
+    # width 2 and the interrupted run's first two epochs are not redone (alone, seed 1 of width 3 is a later run)
+    assert {(r["width"], r["seed"], r["epoch"]) for r in resumed_rows if r["seed"] == 0} == {(3, 0, 3), (3, 0, 4)}
+    assert not ckpt.exists()
+    # a checkpoint of other settings is ignored: the run starts over
+    with pytest.raises(Interrupted):
+        images.train_cells(digits, **args, progress=stop_in_width_3, checkpoint=ckpt, checkpoint_every_s=0)
+    resumed_rows.clear()
+    other = images.train_cells(digits, **{**args, "lr": 1e-3}, progress=resumed_rows.append, checkpoint=ckpt)
+    assert len(resumed_rows) == len(other) == 2 * 2 * 4
+
+
 def test_each_epoch_sees_exactly_the_P_subset(digits, monkeypatch):
     seen = []
     batch = images.DeviceData.batch

@@ -65,8 +65,9 @@ class Checkpointer:
         print(f"resuming from checkpoint {self.path} at step {blob['state']['step']}", file=sys.stderr)
         return blob["state"]
 
-    def due(self, step: int) -> bool:
-        return (self.path is not None and step % CHECK_EVERY_STEPS == 0
+    def due(self, step: int, check_every: int = CHECK_EVERY_STEPS) -> bool:
+        """Whether to save after `step`; the clock is read every `check_every` steps (1: every call)."""
+        return (self.path is not None and step % check_every == 0
                 and time.monotonic() - self.last_save >= self.every_s)
 
     def save(self, state: dict) -> None:

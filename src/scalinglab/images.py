@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from scalinglab.checkpoint import Checkpointer, fingerprint
 from scalinglab.convnet import ConvNet, ConvNetEnsemble, member_losses, param_count
 from scalinglab.datasets import ImageData, subset_indices
 from scalinglab.engine import pick_device
@@ -162,6 +163,8 @@ def train_cells(
     device: str | torch.device = "auto",
     ensemble: str | bool = "auto",
     progress: Callable[[dict], None] | None = None,
+    checkpoint=None,
+    checkpoint_every_s: float = 300.0,
 ) -> pd.DataFrame:
     """Train ConvNet(c) for every width c and seed on a seeded subset of P training images (None:
     all of them); return one row per (width, seed, epoch) with columns COLUMNS.
@@ -172,6 +175,10 @@ def train_cells(
     ensemble: train the seeds of one width as one ConvNetEnsemble; "auto" does so on CUDA only.
     progress(row) is called after every epoch of every cell. Rows of a cell whose loss became
     NaN/inf are marked status "diverged" (all of its rows) and hold NaN from that epoch on.
+    checkpoint: a file where the state after an epoch is saved every checkpoint_every_s seconds
+    (one width at a time; rows of widths already done included); a rerun of the same call resumes
+    there and returns the numbers an uninterrupted run gives (except `seconds`).
+    The file is removed when the call returns.
     """
     augment = _check_augment(augment)
     widths, seeds = _check_cells(widths, seeds, epochs, batch)
@@ -186,18 +193,28 @@ def train_cells(
     memory_format = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
     on_device = DeviceData.build(data, dev, memory_format)
     subsets = {s: subset_indices(data.train_y, P, derive_seed("image-subset", data.name, s)).to(dev) for s in seeds}
+    key = fingerprint(data.train_x, data.train_y, data.test_y, widths, seeds, P, epochs, batch, lr, weight_decay,
+                      augment, padding, dev.type, use_ensemble)
+    saver = Checkpointer(checkpoint, checkpoint_every_s, key)
+    resumed = saver.load()
+    frames = list(resumed["frames"]) if resumed else []
     settings = dict(data=on_device, P=P, epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay,
                     augment=augment, padding=padding, n_classes=data.n_classes, progress=progress)
 
-    frames = []
+    groups = []  # (width, seeds) trained together: a width's ensemble, or one seed alone
     for c in widths:
-        init_seeds = [derive_seed("convnet-init", data.name, c, s) for s in seeds]
-        streams = [BatchStream(subsets[s], derive_seed("image-batches", data.name, s), padding) for s in seeds]
-        if use_ensemble:
-            frames.append(_train_ensemble(c, seeds, init_seeds, streams, **settings))
-        else:
-            for seed, init_seed, stream in zip(seeds, init_seeds, streams):
-                frames.append(_train_single(c, [seed], [init_seed], [stream], **settings))
+        groups += [(c, list(seeds))] if use_ensemble else [(c, [s]) for s in seeds]
+    for c, group in groups[len(frames):]:  # the groups a resumed run has finished are in `frames`
+        init_seeds = [derive_seed("convnet-init", data.name, c, s) for s in group]
+        streams = [BatchStream(subsets[s], derive_seed("image-batches", data.name, s), padding) for s in group]
+        train = _train_ensemble if use_ensemble else _train_single
+        state, resumed = (resumed["group"] if resumed else None), None  # only the first group resumes
+
+        def save(group_state, c=c):
+            saver.save({"step": f"width {c}, epoch {group_state['epoch']}", "frames": frames, "group": group_state})
+
+        frames.append(train(c, group, init_seeds, streams, saver=saver, save=save, state=state, **settings))
+    saver.remove()
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
@@ -258,11 +275,12 @@ def _train_ensemble(c, seeds, init_seeds, streams, *, data: DeviceData, n_classe
 
 
 def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: DeviceData, P, epochs, batch, lr,
-         weight_decay, augment, padding, n_classes, progress) -> pd.DataFrame:
+         weight_decay, augment, padding, n_classes, progress, saver: Checkpointer, save, state) -> pd.DataFrame:
     """The loop shared by both paths: E = len(seeds) members, losses() giving per-member means;
     `stacked` batches are (E, B, ...), else the one member's (B, ...).
 
     Metrics accumulate in device tensors and are read once per epoch, so a CUDA step never waits.
+    After an epoch, save(state) is called when the saver is due; `state` (or None) resumes one.
     """
     dev = data.train_x.device
     e = len(seeds)
@@ -271,8 +289,16 @@ def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: Dev
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
     diverged = [False] * e
     rows = []
-    started = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    first_epoch, seconds_before = 1, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for stream, generator_state in zip(streams, state["generators"]):
+            stream.generator.set_state(generator_state)
+        rows, diverged = state["rows"], state["diverged"]
+        first_epoch, seconds_before = state["epoch"] + 1, state["seconds"]
+    started = time.perf_counter() - seconds_before
+    for epoch in range(first_epoch, epochs + 1):
         draws = [stream.epoch() for stream in streams]
         order = torch.stack([d[0] for d in draws])  # (E, P)
         flip = torch.stack([d[1] for d in draws])
@@ -307,6 +333,10 @@ def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: Dev
             rows.append(row)
             if progress is not None:
                 progress(row)
+        if epoch < epochs and not all(diverged) and saver.due(epoch, check_every=1):
+            save({"epoch": epoch, "seconds": seconds, "rows": rows, "diverged": diverged,
+                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                  "generators": [stream.generator.get_state() for stream in streams]})
         if all(diverged):  # nothing left to learn; the remaining epochs are NaN rows
             last = rows[-e:]
             for later in range(epoch + 1, epochs + 1):

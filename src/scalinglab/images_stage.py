@@ -57,8 +57,10 @@ def parse_P(P) -> int | None:
 
 
 def train_bundle(data_path, *, dataset: str, P, width: int, seeds: list[int], epochs: int, batch: int, lr: float,
-                 weight_decay: float, augment, device: str = "auto", threads: int = 1, out_paths: list) -> pd.DataFrame:
-    """ConvNet(width) for every seed on a seeded subset of P images of one dataset; one Parquet per seed."""
+                 weight_decay: float, augment, device: str = "auto", threads: int = 1, out_paths: list,
+                 checkpoint=None, checkpoint_every_s: float = 300.0) -> pd.DataFrame:
+    """ConvNet(width) for every seed on a seeded subset of P images of one dataset; one Parquet per seed.
+    checkpoint: a file for the state after an epoch (every checkpoint_every_s seconds); a rerun resumes it."""
     from scalinglab import datasets, images
     from scalinglab.engine import pick_device
     from scalinglab.gpu_slots import device_for_job
@@ -73,7 +75,8 @@ def train_bundle(data_path, *, dataset: str, P, width: int, seeds: list[int], ep
     with device_for_job(pick_device(device)) as dev:
         frame = images.train_cells(data, widths=[width], seeds=seeds, P=parse_P(P), epochs=epochs, augment=mode,
                                    batch=batch, lr=lr, weight_decay=weight_decay, device=dev,
-                                   progress=_progress(f"{dataset} P={P} c={width}"))
+                                   progress=_progress(f"{dataset} P={P} c={width}"), checkpoint=checkpoint,
+                                   checkpoint_every_s=checkpoint_every_s)
     seconds = time.perf_counter() - started
     frame.insert(0, "dataset", dataset)
     frame.insert(0, "experiment", EXPERIMENT)

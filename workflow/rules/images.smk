@@ -28,7 +28,9 @@ rule train_images:
         weight_decay=IMG["weight_decay"],
         augment=img_augment,
         device=config["device"],
+        checkpoint=lambda wc: f"results/checkpoints/images/dataset~{wc.dataset}/P~{wc.P}/width~{wc.width}.pt",
     threads: config["engine"]["threads"]
+    retries: 2  # each attempt gets more memory and runtime, and resumes its checkpoint
     resources:
         gpu=GPU_JOBS,
         mem_mb=lambda wc, attempt: 3000 * attempt,
