@@ -139,6 +139,33 @@ def test_fixed_seeds_reproduce_and_seeds_differ(digits):
     assert not np.allclose(a, b)
 
 
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet"])  # resnet: BatchNorm's running statistics must resume too
+def test_interrupted_runs_resume_from_their_checkpoint_with_identical_numbers(digits, tmp_path, model):
+    """Stopped at seed 4's first log point after epoch 3 (a checkpoint is saved after every epoch) and
+    rerun, the call returns an uninterrupted call's frame bit for bit, warm-started power iterations
+    included; seed 3 and seed 4's first epochs are not redone, and the checkpoint is gone."""
+    args = dict(model=model, P=40, seeds=[3, 4], epochs=6, width=2, n_logs=8, batch=8)
+    expected = deepnets.train_runs(digits, **args).drop(columns="seconds")
+    ckpt = tmp_path / "deep.pt"
+
+    def stop_late_in_seed_4(row):
+        if row["seed"] == 4 and row["epoch"] > 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        deepnets.train_runs(digits, **args, progress=stop_late_in_seed_4, checkpoint=ckpt, checkpoint_every_s=0)
+    assert ckpt.exists()
+    redone = []
+    frame = deepnets.train_runs(digits, **args, progress=redone.append, checkpoint=ckpt, checkpoint_every_s=0)
+    pd.testing.assert_frame_equal(frame.drop(columns="seconds"), expected, check_exact=True)
+    assert {row["seed"] for row in redone} == {4} and min(row["epoch"] for row in redone) > 3
+    assert not ckpt.exists()
+
+
 def test_divergence_is_marked(digits):
     frame = deepnets.train_runs(digits, model="cnn", P=64, seeds=[0], epochs=6, width=2, n_logs=6, lr=1e12)
     assert (frame["status"] == "diverged").all()

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scalinglab.checkpoint import Checkpointer, fingerprint
 from scalinglab.datasets import ImageData, subset_indices, to_float
 from scalinglab.errors import UserError
 from scalinglab.seeding import derive_seed
@@ -249,6 +250,8 @@ def train_runs(
     device: str | torch.device = "cpu",
     progress: Callable[[dict], None] | None = None,
     on_log: Callable[[nn.Module, dict], None] | None = None,
+    checkpoint=None,
+    checkpoint_every_s: float = 300.0,
 ) -> pd.DataFrame:
     """Train one network per seed on P images of `data`; one row per log point, columns COLUMNS.
 
@@ -256,6 +259,9 @@ def train_runs(
     progress(row) is called at every log point; on_log(network, row) too, with the network as it is
     there (for checks; do not modify it).
     A run whose training loss turns NaN/inf stops there; all its rows get status "diverged".
+    checkpoint: a file where the state after an epoch is saved every checkpoint_every_s seconds (the
+    finished seeds' rows included); a rerun of the same call resumes there and returns the numbers
+    an uninterrupted call gives (except `seconds`). The file is removed when the call returns.
     """
     if data.train_x.dim() != 4:
         raise UserError(f"{data.name}: the deep-net families need images (N, C, H, W); its examples are {data.shape}")
@@ -273,17 +279,28 @@ def train_runs(
         keep = subset_indices(test_y, int(test_size), derive_seed("deepnets-test", data.name))
         test_x, test_y = test_x[keep], test_y[keep]
     test = Split(to_float(test_x, data.mean, data.std, dev), test_y.to(dev))
-    frames = [
-        _train_one(data, test, model=model, P=P, seed=s, epochs=epochs, batch=batch, lr=lr, width=width,
-                   depth=depth, n_logs=n_logs, dev=dev, progress=progress, on_log=on_log)
-        for s in seeds
-    ]
+    key = fingerprint(data.train_x, data.train_y, test_y, model, P, seeds, epochs, batch, lr, width, depth, n_logs,
+                      dev.type)
+    saver = Checkpointer(checkpoint, checkpoint_every_s, key)
+    resumed = saver.load()
+    frames = list(resumed["frames"]) if resumed else []
+    for s in seeds[len(frames):]:  # a resumed call has the finished seeds' frames already
+        run_state, resumed = (resumed["run"] if resumed else None), None  # only the first run resumes
+
+        def save(state, s=s):
+            saver.save({"step": f"seed {s}, step {state['step']}", "frames": frames, "run": state})
+
+        frames.append(_train_one(data, test, model=model, P=P, seed=s, epochs=epochs, batch=batch, lr=lr,
+                                 width=width, depth=depth, n_logs=n_logs, dev=dev, progress=progress, on_log=on_log,
+                                 saver=saver, save=save, resume=run_state))
+    saver.remove()
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, lr, width, depth, n_logs, dev,
-               progress, on_log) -> pd.DataFrame:
-    """One seed: its subset (nested across P), init and batch order all derived from the cell's keys."""
+               progress, on_log, saver: Checkpointer, save, resume: dict | None) -> pd.DataFrame:
+    """One seed: its subset (nested across P), init and batch order all derived from the cell's keys.
+    After an epoch, save(state) is called when the saver is due; `resume` (such a state) continues one."""
     idx = subset_indices(data.train_y, P, derive_seed("deepnets-subset", data.name, seed))
     train = Split(to_float(data.train_x[idx], data.mean, data.std, dev), data.train_y[idx].to(dev))
     net = build(model, data.shape, data.n_classes, width, depth, seed=derive_seed("deepnets-init", model, data.name, seed))
@@ -297,7 +314,14 @@ def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, l
     keys = dict(model=model, dataset=data.name, width=width or DEFAULT_WIDTH[model],
                 depth=depth or DEFAULT_DEPTH[model], N=n_params, P=P, seed=seed)
     rows, state, status = [], None, "ok"
-    started = time.perf_counter()
+    first_epoch, step, seconds_before = 0, 0, 0.0
+    if resume is not None:
+        net.load_state_dict(resume["net"])
+        optimizer.load_state_dict(resume["optimizer"])
+        order_gen.set_state(resume["order_gen"])
+        rows, state = resume["rows"], resume["spectral"]
+        first_epoch, step, seconds_before = resume["epoch"], resume["step"], resume["seconds"]
+    started = time.perf_counter() - seconds_before
 
     def record(step):
         nonlocal state
@@ -316,10 +340,10 @@ def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, l
         if on_log is not None:
             on_log(net, row)
 
-    record(0)
+    if resume is None:
+        record(0)
     net.train()
-    step = 0
-    for _ in range(epochs):
+    for epoch in range(first_epoch, epochs):
         order = torch.randperm(P, generator=order_gen).to(dev)
         for start in range(0, P, batch):
             part = order[start:start + batch]
@@ -335,6 +359,10 @@ def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, l
                 record(step)
         if status != "ok":
             break
+        if epoch + 1 < epochs and saver.due(epoch + 1, check_every=1):
+            save({"epoch": epoch + 1, "step": step, "rows": rows, "spectral": state, "net": net.state_dict(),
+                  "optimizer": optimizer.state_dict(), "order_gen": order_gen.get_state(),
+                  "seconds": time.perf_counter() - started})
     frame = pd.DataFrame(rows)
     frame["status"] = status
     return frame

@@ -27,8 +27,9 @@ GAMMA_KEYS = ("gamma1", "gamma1_se", "gamma2", "gamma2_se", "gamma_pred", "gamma
 
 
 def train_cell(dataset_path, *, dataset: str, model: str, P: int, seeds: list, settings: dict, device: str = "auto",
-               threads: int = 1, out_paths: list) -> pd.DataFrame:
-    """Train every seed of one (model, dataset, P) (one job); one Parquet per seed."""
+               threads: int = 1, out_paths: list, checkpoint=None, checkpoint_every_s: float = 300.0) -> pd.DataFrame:
+    """Train every seed of one (model, dataset, P) (one job); one Parquet per seed.
+    checkpoint: a file for the state after an epoch (every checkpoint_every_s seconds); a rerun resumes it."""
     from scalinglab import datasets, deepnets
     from scalinglab.engine import pick_device
     from scalinglab.gpu_slots import device_for_job
@@ -44,6 +45,7 @@ def train_cell(dataset_path, *, dataset: str, model: str, P: int, seeds: list, s
             test_size=settings.get("test_size"), device=dev,
             progress=lambda row: print(f"seed {row['seed']} step {row['step']} log R {row['log_norm']:.3f} "
                                        f"test error {row['test_error']:.4f}", flush=True),
+            checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
         )
         device_name = str(dev)
     for seed, path in zip(seeds, out_paths):

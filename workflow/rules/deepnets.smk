@@ -19,9 +19,13 @@ rule train_deep_nets:
         seeds=DN["seeds"],
         settings=lambda wc: deep_nets_settings(wc.model),
         device=config["device"],
+        checkpoint=lambda wc: f"results/checkpoints/deep_nets/model~{wc.model}/dataset~{wc.dataset}/P~{wc.P}.pt",
     threads: config["engine"]["threads"]
+    retries: 2  # each attempt gets more memory and runtime, and resumes its checkpoint
     resources:
         gpu=GPU_JOBS,
+        mem_mb=lambda wc, attempt: 3000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
     log:
         "results/logs/train_deep_nets/model~{model}/dataset~{dataset}/P~{P}.log",
     benchmark:
