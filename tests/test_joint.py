@@ -12,15 +12,10 @@ import pytest
 from scipy import optimize
 
 from scalinglab.errors import UserError
-from scalinglab.joint import (
-    BrokenPowerLawFit,
-    _nnls3,
-    allocation_exponents,
-    compute_optimal,
-    empirical_frontier,
-    fit_broken_power_law,
-    fit_joint,
-)
+from scalinglab.broken_power_law import BrokenPowerLawFit, fit_broken_power_law
+from scalinglab.frontier import allocation_exponents, compute_optimal, empirical_frontier
+from scalinglab.joint import fit_joint
+from scalinglab.joint_vpro import nnls3
 
 # Chinchilla-like exponents (Hoffmann et al.: alpha 0.34, beta 0.28); E, A, B scaled to sizes of
 # 1e3..1e6 so that each of the three terms matters somewhere on the grid.
@@ -149,7 +144,7 @@ def test_nnls3_matches_scipy_nnls():
         X = rng.standard_normal((12, 3)) * rng.uniform(0.1, 10, 3)
         y = rng.standard_normal(12) + X @ rng.normal(0, 1, 3)
         G = X.T @ X
-        theta, objective = _nnls3((G[0, 0], G[0, 1], G[0, 2], G[1, 1], G[1, 2], G[2, 2]), tuple(X.T @ y), y @ y)
+        theta, objective = nnls3((G[0, 0], G[0, 1], G[0, 2], G[1, 1], G[1, 2], G[2, 2]), tuple(X.T @ y), y @ y)
         expected, residual = optimize.nnls(X, y)
         np.testing.assert_allclose(theta, expected, atol=1e-9, rtol=1e-7)
         assert objective == pytest.approx(residual**2, rel=1e-7, abs=1e-9)

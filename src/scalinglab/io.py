@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -35,6 +36,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def json_float(value) -> float | None:
+    """A number for JSON: NaN and infinities (which JSON lacks) become null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -53,7 +53,8 @@ def _frontier_range(cells: pd.DataFrame) -> np.ndarray:
 
 def fit_stage(table: pd.DataFrame, *, methods: list[str], bootstrap: int, seed: int = 0) -> dict:
     """Joint fits (every method), extrapolation errors, allocation exponents and frontiers; JSON-safe dict."""
-    from scalinglab.joint import allocation_exponents, compute_optimal, empirical_frontier, fit_joint
+    from scalinglab.frontier import allocation_exponents, compute_optimal, empirical_frontier
+    from scalinglab.joint import fit_joint
 
     cells, notes = final_cells(table)
     if cells.empty:
