@@ -280,27 +280,28 @@ def train_runs(
         test_x, test_y = test_x[keep], test_y[keep]
     test = Split(to_float(test_x, data.mean, data.std, dev), test_y.to(dev))
     key = fingerprint(data.train_x, data.train_y, test_y, model, P, seeds, epochs, batch, lr, width, depth, n_logs,
-                      dev.type)
+                      dev.type) if checkpoint else ""  # hashing the data costs
     saver = Checkpointer(checkpoint, checkpoint_every_s, key)
     resumed = saver.load()
     frames = list(resumed["frames"]) if resumed else []
     for s in seeds[len(frames):]:  # a resumed call has the finished seeds' frames already
         run_state, resumed = (resumed["run"] if resumed else None), None  # only the first run resumes
 
-        def save(state, s=s):
-            saver.save({"step": f"seed {s}, step {state['step']}", "frames": frames, "run": state})
+        def checkpoint_after(epoch, state, s=s):
+            if saver.due(epoch, check_every=1):
+                saver.save({"step": f"seed {s}, step {state['step']}", "frames": frames, "run": state})
 
         frames.append(_train_one(data, test, model=model, P=P, seed=s, epochs=epochs, batch=batch, lr=lr,
                                  width=width, depth=depth, n_logs=n_logs, dev=dev, progress=progress, on_log=on_log,
-                                 saver=saver, save=save, resume=run_state))
+                                 checkpoint_after=checkpoint_after, resume=run_state))
     saver.remove()
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, lr, width, depth, n_logs, dev,
-               progress, on_log, saver: Checkpointer, save, resume: dict | None) -> pd.DataFrame:
+               progress, on_log, checkpoint_after, resume: dict | None) -> pd.DataFrame:
     """One seed: its subset (nested across P), init and batch order all derived from the cell's keys.
-    After an epoch, save(state) is called when the saver is due; `resume` (such a state) continues one."""
+    After an epoch, checkpoint_after(epoch, state) may save `state`; `resume` (such a state) continues one."""
     idx = subset_indices(data.train_y, P, derive_seed("deepnets-subset", data.name, seed))
     train = Split(to_float(data.train_x[idx], data.mean, data.std, dev), data.train_y[idx].to(dev))
     net = build(model, data.shape, data.n_classes, width, depth, seed=derive_seed("deepnets-init", model, data.name, seed))
@@ -359,10 +360,11 @@ def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, l
                 record(step)
         if status != "ok":
             break
-        if epoch + 1 < epochs and saver.due(epoch + 1, check_every=1):
-            save({"epoch": epoch + 1, "step": step, "rows": rows, "spectral": state, "net": net.state_dict(),
-                  "optimizer": optimizer.state_dict(), "order_gen": order_gen.get_state(),
-                  "seconds": time.perf_counter() - started})
+        if epoch + 1 < epochs:
+            checkpoint_after(epoch + 1, {"epoch": epoch + 1, "step": step, "rows": rows, "spectral": state,
+                                         "net": net.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "order_gen": order_gen.get_state(),
+                                         "seconds": time.perf_counter() - started})
     frame = pd.DataFrame(rows)
     frame["status"] = status
     return frame

@@ -194,7 +194,7 @@ def train_cells(
     on_device = DeviceData.build(data, dev, memory_format)
     subsets = {s: subset_indices(data.train_y, P, derive_seed("image-subset", data.name, s)).to(dev) for s in seeds}
     key = fingerprint(data.train_x, data.train_y, data.test_y, widths, seeds, P, epochs, batch, lr, weight_decay,
-                      augment, padding, dev.type, use_ensemble)
+                      augment, padding, dev.type, use_ensemble) if checkpoint else ""  # hashing the data costs
     saver = Checkpointer(checkpoint, checkpoint_every_s, key)
     resumed = saver.load()
     frames = list(resumed["frames"]) if resumed else []
@@ -208,12 +208,13 @@ def train_cells(
         init_seeds = [derive_seed("convnet-init", data.name, c, s) for s in group]
         streams = [BatchStream(subsets[s], derive_seed("image-batches", data.name, s), padding) for s in group]
         train = _train_ensemble if use_ensemble else _train_single
-        state, resumed = (resumed["group"] if resumed else None), None  # only the first group resumes
+        resume, resumed = (resumed["group"] if resumed else None), None  # only the first group resumes
 
-        def save(group_state, c=c):
-            saver.save({"step": f"width {c}, epoch {group_state['epoch']}", "frames": frames, "group": group_state})
+        def checkpoint_after(epoch, group_state, c=c):
+            if saver.due(epoch, check_every=1):
+                saver.save({"step": f"width {c}, epoch {epoch}", "frames": frames, "group": group_state})
 
-        frames.append(train(c, group, init_seeds, streams, saver=saver, save=save, state=state, **settings))
+        frames.append(train(c, group, init_seeds, streams, checkpoint_after=checkpoint_after, resume=resume, **settings))
     saver.remove()
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
@@ -275,12 +276,12 @@ def _train_ensemble(c, seeds, init_seeds, streams, *, data: DeviceData, n_classe
 
 
 def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: DeviceData, P, epochs, batch, lr,
-         weight_decay, augment, padding, n_classes, progress, saver: Checkpointer, save, state) -> pd.DataFrame:
+         weight_decay, augment, padding, n_classes, progress, checkpoint_after, resume) -> pd.DataFrame:
     """The loop shared by both paths: E = len(seeds) members, losses() giving per-member means;
     `stacked` batches are (E, B, ...), else the one member's (B, ...).
 
     Metrics accumulate in device tensors and are read once per epoch, so a CUDA step never waits.
-    After an epoch, save(state) is called when the saver is due; `state` (or None) resumes one.
+    After an epoch, checkpoint_after(epoch, state) may save `state`; `resume` (such a state) continues one.
     """
     dev = data.train_x.device
     e = len(seeds)
@@ -290,13 +291,13 @@ def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: Dev
     diverged = [False] * e
     rows = []
     first_epoch, seconds_before = 1, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        for stream, generator_state in zip(streams, state["generators"]):
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        for stream, generator_state in zip(streams, resume["generators"]):
             stream.generator.set_state(generator_state)
-        rows, diverged = state["rows"], state["diverged"]
-        first_epoch, seconds_before = state["epoch"] + 1, state["seconds"]
+        rows, diverged = resume["rows"], resume["diverged"]
+        first_epoch, seconds_before = resume["epoch"] + 1, resume["seconds"]
     started = time.perf_counter() - seconds_before
     for epoch in range(first_epoch, epochs + 1):
         draws = [stream.epoch() for stream in streams]
@@ -333,10 +334,10 @@ def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: Dev
             rows.append(row)
             if progress is not None:
                 progress(row)
-        if epoch < epochs and not all(diverged) and saver.due(epoch, check_every=1):
-            save({"epoch": epoch, "seconds": seconds, "rows": rows, "diverged": diverged,
-                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                  "generators": [stream.generator.get_state() for stream in streams]})
+        if epoch < epochs and not all(diverged):
+            checkpoint_after(epoch, {"epoch": epoch, "seconds": seconds, "rows": rows, "diverged": diverged,
+                                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "generators": [stream.generator.get_state() for stream in streams]})
         if all(diverged):  # nothing left to learn; the remaining epochs are NaN rows
             last = rows[-e:]
             for later in range(epoch + 1, epochs + 1):

@@ -9,6 +9,14 @@ import traceback
 from scalinglab.errors import UserError
 
 
+def checkpoint_settings(snakemake) -> dict:
+    """The training job's checkpoint arguments: its `checkpoint` param as the file and
+    engine.checkpoint_minutes as the interval (0: no checkpoints). The interval is read from the
+    config, not a rule param: how often to save changes no result, so it must not rerun jobs."""
+    minutes = snakemake.config["engine"]["checkpoint_minutes"]
+    return {"checkpoint": snakemake.params.checkpoint if minutes > 0 else None, "checkpoint_every_s": 60 * minutes}
+
+
 def run(snakemake, function, *args, **kwargs):
     """Call function(*args, **kwargs) with stdout/stderr sent to the rule's log (if it has one).
 

@@ -1,9 +1,7 @@
-from scalinglab.scripting import run
+from scalinglab.scripting import checkpoint_settings, run
 from scalinglab.teacher_student import train_bundle
 
 p = snakemake.params
-# read from the config, not a rule param: how often to save changes no result, so it must not rerun jobs
-minutes = snakemake.config["engine"]["checkpoint_minutes"]
 run(
     snakemake,
     train_bundle,
@@ -19,6 +17,5 @@ run(
     compile=p.compile,
     threads=snakemake.threads,
     out_paths=list(snakemake.output),
-    checkpoint=p.checkpoint if minutes > 0 else None,
-    checkpoint_every_s=60 * minutes,
+    **checkpoint_settings(snakemake),
 )
