@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from scalinglab.images_stage import middle_quantile
 from scalinglab.plots import plt, save_figure  # plots.py selects the Agg backend
 
 PANELS = [("train_loss", "train loss"), ("train_acc", "train accuracy"),
@@ -23,7 +24,7 @@ def scaling_grid(rows: pd.DataFrame, fits: pd.DataFrame, path, title: str = "") 
     log_n = np.log10(sizes)
     spacing = np.min(np.diff(log_n)) if len(log_n) > 1 else 0.2
     qs = sorted(fits["quantile"].unique())
-    middle = min(qs, key=lambda q: abs(q - 0.5)) if qs else 0.5
+    middle = middle_quantile(qs)
     shades = plt.get_cmap("viridis")
     last = rows.loc[rows.groupby(["width", "seed"])["epoch"].idxmax()]
     for ax, (metric, label) in zip(axes.flat, PANELS):

@@ -155,11 +155,14 @@ def estimated_dims(dims: pd.DataFrame | None, k: int) -> pd.DataFrame:
     return pd.concat([twonn, mle], axis=1).rename_axis("dataset").reset_index()[columns]
 
 
+def middle_quantile(quantiles) -> float:
+    """The fitted quantile closest to the median (the headline one); 0.5 when there is none."""
+    return min(quantiles, key=lambda q: abs(q - 0.5), default=0.5)
+
+
 def headline(fits: pd.DataFrame) -> pd.DataFrame:
     """The median (or middle quantile) fits, one row per (dataset, P, metric, epoch rule)."""
-    qs = sorted(fits["quantile"].unique())
-    middle = min(qs, key=lambda q: abs(q - 0.5))
-    return fits[fits["quantile"] == middle]
+    return fits[fits["quantile"] == middle_quantile(fits["quantile"].unique())]
 
 
 def caption(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> str:
@@ -167,6 +170,7 @@ def caption(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> str:
     from scalinglab.fits import DIAGNOSTICS_SEPARATOR
 
     qs = sorted(fits["quantile"].unique())
+    middle = middle_quantile(qs)
     est = estimated_dims(dims, k).set_index("dataset")
     lines = [
         "The seed's ConvNet family (conv c, 2c, 2c; FC 64) on image data: slope of log(metric) against",
@@ -180,7 +184,6 @@ def caption(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> str:
     for (dataset, P, metric, rule), group in fits.groupby(["dataset", "P", "metric", "epoch_rule"], sort=True):
         by_q = group.set_index("quantile")
         cells = [f"{by_q.loc[q, 'dim']:.1f} [{by_q.loc[q, 'dim_lo']:.1f}, {by_q.loc[q, 'dim_hi']:.1f}]" for q in qs]
-        middle = min(qs, key=lambda q: abs(q - 0.5))
         rows.append([dataset, str(int(P)), metric, rule, *cells, f"{by_q.loc[middle, 'slope']:+.4f}"])
     lines += simple_table(header, rows)
     if len(est):

@@ -51,8 +51,11 @@ def _frontier_range(cells: pd.DataFrame) -> np.ndarray:
     return np.geomspace(cells["C"].min(), cells["C"].max(), 25)
 
 
-def fit_stage(table: pd.DataFrame, *, methods: list[str], bootstrap: int, seed: int = 0) -> dict:
-    """Joint fits (every method), extrapolation errors, allocation exponents and frontiers; JSON-safe dict."""
+def fit_stage(table: pd.DataFrame, *, methods: list[str], bootstrap: int, seed: int = 0):
+    """Joint fits (every method), extrapolation errors, allocation exponents and frontiers.
+
+    Returns (summary, fits, cells): a JSON-safe dict, the JointFit of each method, and the final
+    cells that were fitted (for the figures)."""
     from scalinglab.frontier import allocation_exponents, compute_optimal, empirical_frontier
     from scalinglab.joint import fit_joint
 
@@ -65,6 +68,7 @@ def fit_stage(table: pd.DataFrame, *, methods: list[str], bootstrap: int, seed: 
     out = {"cells": int(len(cells)), "passes": float(passes.median()), "fits": {}, "notes": notes,
            "N": sorted(float(v) for v in cells["N"].unique()), "P": sorted(float(v) for v in cells["P"].unique()),
            "C_range": [float(cells["C"].min()), float(cells["C"].max())]}
+    fits = {}
     for method in methods:
         fit = fit_joint(cells, "N", "P", "test_loss", method=method, bootstrap=bootstrap, cluster="seed", seed=seed)
         entry = fit.to_dict()
@@ -79,14 +83,14 @@ def fit_stage(table: pd.DataFrame, *, methods: list[str], bootstrap: int, seed: 
             entry["allocation"], entry["frontier"] = None, []
             entry["diagnostics"].append(f"no compute-optimal frontier: {exc}")
         out["fits"][method] = entry
-        out.setdefault("_objects", {})[method] = fit
+        fits[method] = fit
     try:
         empirical = empirical_frontier(cells, "N", "samples", "test_loss", buckets=min(8, max(3, len(cells) // 6)))
         out["empirical_frontier"] = empirical.to_dict()
     except UserError as exc:
         out["empirical_frontier"] = None
         notes.append(f"no empirical frontier: {exc}")
-    return out
+    return out, fits, cells
 
 
 def _law_in_samples(fit, passes: float):
@@ -140,8 +144,7 @@ def fit_and_plot(table_path, *, methods: list[str], bootstrap: int, fits_path, j
     from scalinglab import joint_plots
 
     table = pd.read_parquet(table_path)
-    summary = fit_stage(table, methods=methods, bootstrap=bootstrap)
-    objects = summary.pop("_objects")
+    summary, fits, cells = fit_stage(table, methods=methods, bootstrap=bootstrap)
     rows = []
     for method, fit in summary["fits"].items():
         row = {"method": method}
@@ -158,8 +161,7 @@ def fit_and_plot(table_path, *, methods: list[str], bootstrap: int, fits_path, j
     write_parquet(pd.DataFrame(rows).astype({c: float for c in ("alloc_a_lo", "alloc_a_hi", "alloc_b_lo", "alloc_b_hi")}),
                   fits_path, {"methods": methods, "bootstrap": bootstrap})
     write_text(json_path, json.dumps(summary, indent=1))
-    cells, _ = final_cells(table)
-    primary = objects[methods[0]]
+    primary = fits[methods[0]]
     joint_plots.loss_vs_n(cells, primary, figures["loss_vs_n"])
     joint_plots.loss_vs_p(cells, primary, figures["loss_vs_p"])
     joint_plots.frontier(summary, methods[0], cells, figures["frontier"])
