@@ -336,3 +336,7 @@ def test_bad_names_and_damaged_files(tmp_path):
         datasets.load("cifar100", tmp_path, local_dir=tmp_path / "nowhere")
     with pytest.raises(UserError, match="downloads are off"):
         datasets.load("cifar100", tmp_path, download=False)
+    with pytest.raises(UserError, match=r"cifar100/data.pt: no prepared dataset there; run the prepare_dataset rule"):
+        datasets.read(datasets.dataset_path("cifar100", tmp_path))
+    with pytest.raises(UserError, match=r"cannot read it .*delete it and rerun to rebuild it$"):
+        datasets.read(path)

@@ -69,8 +69,8 @@ def test_diverged_runs_are_left_out_and_named():
 def test_augmentation_settings():
     assert images_stage.augmentation("cifar10", "auto") == "flip_crop"
     assert images_stage.augmentation("digits", "auto") == "crop"  # a mirrored digit is another symbol
-    assert images_stage.augmentation("digits", {"digits": "none"}) == "none"
-    assert images_stage.augmentation("mnist", {"digits": "none"}) == "crop"
+    assert images_stage.augmentation("digits", "none") == "none"
+    assert images_stage.augmentation("mnist", "auto") == "crop"
     with pytest.raises(UserError, match="images.augment"):
         images_stage.augmentation("mnist1d", "auto")
 

@@ -9,7 +9,7 @@ import shlex
 import pytest
 import yaml
 
-from workflow_helpers import REPO, snakemake, tiny_config
+from workflow_helpers import REPO, planned_jobs, snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow
 
@@ -29,16 +29,7 @@ def small_config() -> dict:
 
 
 def plan(workdir, *args, config=None) -> list[tuple[str, dict]]:
-    """(rule, wildcards) of every job a dry run plans (as workflow_helpers.planned_jobs, with extra args)."""
-    out = snakemake(workdir, "-n", *args, config=config or small_config()).stdout
-    jobs = []
-    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule |(?:local)?rule )", out):
-        match = re.search(r"(?:local)?rule (\w+):", block)
-        if match:
-            found = re.search(r"wildcards: (.*)", block)
-            wildcards = dict(pair.split("=", 1) for pair in found.group(1).split(", ")) if found else {}
-            jobs.append((match.group(1), wildcards))
-    return jobs
+    return planned_jobs(workdir, config or small_config(), args)
 
 
 def readme_commands() -> dict[str, list[str]]:

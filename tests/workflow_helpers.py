@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 
@@ -27,9 +28,9 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool
     return result
 
 
-def planned_jobs(workdir: Path, config: dict | None = None) -> list[tuple[str, dict]]:
-    """(rule, wildcards) of every job a dry run plans."""
-    out = snakemake(workdir, "-n", "--cores", "1", config=config).stdout
+def planned_jobs(workdir: Path, config: dict | None = None, extra_args: Sequence[str] = ()) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run (with `extra_args`, e.g. --forcerun RULE) plans."""
+    out = snakemake(workdir, "-n", "--cores", "1", *extra_args, config=config).stdout
     jobs = []
     for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule |(?:local)?rule )", out):
         match = re.search(r"(?:local)?rule (\w+):", block)

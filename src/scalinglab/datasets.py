@@ -166,7 +166,14 @@ def load(
     name: str, root: str | os.PathLike, local_dir: str | os.PathLike | None = None, download: bool = True
 ) -> ImageData:
     """Load a prepared dataset (preparing it first if data.pt is missing)."""
-    path = prepare(name, root, local_dir=local_dir, download=download)
+    return read(prepare(name, root, local_dir=local_dir, download=download))
+
+
+def read(path: str | os.PathLike) -> ImageData:
+    """Read a prepared data.pt (what `prepare` wrote; workflow rules get its path as their input)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no prepared dataset there; run the prepare_dataset rule (or datasets.prepare) first")
     try:
         blob = torch.load(path, weights_only=True)
     except Exception as exc:  # a truncated or foreign file raises many types

@@ -15,6 +15,7 @@ import torch
 
 from scalinglab.errors import UserError
 from scalinglab.io import read_concat, write_parquet, write_text
+from scalinglab.rst import simple_table
 
 # The talk's table (seed 001; reference.md): (model, dataset) -> (gamma_pred, gamma_meas)
 TALK = {
@@ -37,7 +38,7 @@ def train_cell(dataset_path, *, dataset: str, model: str, P: int, seeds: list, s
     if len(out_paths) != len(seeds):
         raise ValueError("one output path per seed")
     torch.set_num_threads(threads)
-    data = datasets.load(dataset, Path(dataset_path).parent.parent, download=False)
+    data = datasets.read(dataset_path)
     with device_for_job(pick_device(device)) as dev:
         frame = deepnets.train_runs(
             data, model=model, P=P, seeds=seeds, epochs=settings["epochs"], batch=settings["batch"],
@@ -132,26 +133,17 @@ def _num(value: float, se: float) -> str:
 
 
 def _caption(table: pd.DataFrame) -> str:
-    """An RST grid table of the gammas, then one line per unresolved pair."""
+    """An RST table of the gammas, then one line per unresolved pair."""
     header = ["model", "dataset", "γ1", "γ2", "γ_pred = γ1·γ2", "γ_meas", "talk γ_pred / γ_meas"]
     body = []
     for r in table.itertuples():
         talk = f"{r.talk_gamma_pred:.2f} / {r.talk_gamma_meas:.2f}" if math.isfinite(r.talk_gamma_pred) else "–"
         body.append([r.model, r.dataset, _num(r.gamma1, r.gamma1_se), _num(r.gamma2, r.gamma2_se),
                      _num(r.gamma_pred, r.gamma_pred_se), _num(r.gamma_meas, r.gamma_meas_se), talk])
-    widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header))]
-    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def fmt(row):
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |"
-
     out = ["Implicit-bias scaling laws (D'Amico, Bocchi & Negri): early-training ε ≈ k1 λ^-γ1, optimal "
            "norm λ_opt ≈ k2 P^γ2, so ε_opt ~ P^-γ with γ_pred = γ1·γ2, against γ_meas fitted to ε_opt(P). "
            "Deep nets: λ = Bartlett's spectral complexity, ε = test error along training; ± = standard errors.",
-           "", line, fmt(header), line.replace("-", "=")]
-    for row in body:
-        out += [fmt(row), line]
-    out.append("")
+           "", *simple_table(header, body), ""]
     for r in table.itertuples():
         if r.status != "ok":
             out.append(f"- {r.model} on {r.dataset}: not measured ({r.message})")

@@ -187,16 +187,23 @@ def knn_distances(X, k: int, chunk: int | None = None, device=None, method: str 
 def _augmented(exact, centre, rows_per_block):
     """float32 [x, |x|^2, 1] and [-2x, 1, |x|^2] (x = centred points): one matmul of the two gives
     |x|^2 + |y|^2 - 2 x.y, the squared distances, without extra passes over the block."""
-    n, dim = exact.shape
-    left = torch.empty(n, dim + 2, device=exact.device)
-    right = torch.empty(n, dim + 2, device=exact.device)
-    for rows in torch.arange(n, device=exact.device).split(rows_per_block):
-        x = (exact[rows] - centre.to(exact.dtype)).float()  # any fixed shift keeps distances
-        left[rows, :dim] = x
-        right[rows, :dim] = -2 * x
-        sq = (x.double() ** 2).sum(1).float()
-        left[rows, dim], left[rows, dim + 1] = sq, 1.0
-        right[rows, dim], right[rows, dim + 1] = 1.0, sq
+    centre = centre.to(exact.dtype)
+    return _augment_rows(len(exact), exact.shape[1], exact.device, rows_per_block,
+                         lambda rows: (exact[rows] - centre).float())  # any fixed shift keeps distances
+
+
+def _augment_rows(n, width, device, rows_per_block, vectors):
+    """float32 [v, |v|^2, 1] and [-2v, 1, |v|^2] of the float32 vectors v = vectors(rows) (width
+    columns), built a block of rows at a time; |v|^2 is summed in float64."""
+    left = torch.empty(n, width + 2, device=device)
+    right = torch.empty(n, width + 2, device=device)
+    for rows in torch.arange(n, device=device).split(rows_per_block):
+        v = vectors(rows)
+        left[rows, :width] = v
+        right[rows, :width] = -2 * v
+        sq = (v.double() ** 2).sum(1).float()
+        left[rows, width], left[rows, width + 1] = sq, 1.0
+        right[rows, width], right[rows, width + 1] = 1.0, sq
     return left, right
 
 
@@ -340,18 +347,28 @@ def _float64_candidates(exact, centre, rows, n_candidates, rows_per_block):
     """Indices of the n_candidates nearest other points of `rows`, from float64 squared distances."""
     query = exact[rows].double() - centre
     query_sq = (query**2).sum(1)
-    best_d2 = torch.full((len(rows), n_candidates), float("inf"), dtype=torch.float64, device=exact.device)
-    best_idx = torch.full((len(rows), n_candidates), -1, dtype=torch.long, device=exact.device)
+
+    def block_d2(start, stop):
+        cols = exact[start:stop].double() - centre
+        return torch.addmm((cols**2).sum(1)[None, :], query, cols.T, alpha=-2.0) + query_sq[:, None]
+
     cols_per_block = max(n_candidates, BLOCK_ELEMENTS // 2 // len(rows))
-    for start in range(0, len(exact), cols_per_block):
-        cols = exact[start : start + cols_per_block].double() - centre
-        d2 = torch.addmm((cols**2).sum(1)[None, :], query, cols.T, alpha=-2.0) + query_sq[:, None]
+    return _nearest_by_blocks(rows, len(exact), n_candidates, cols_per_block, block_d2, torch.float64)[1]
+
+
+def _nearest_by_blocks(rows, n, n_keep, cols_per_block, block_d2, dtype):
+    """Squared distances and indices of the n_keep nearest others of `rows` among all n points,
+    ascending; block_d2(start, stop) gives the rows' squared distances to points start..stop-1."""
+    best_d2 = torch.full((len(rows), n_keep), float("inf"), dtype=dtype, device=rows.device)
+    best_idx = torch.full((len(rows), n_keep), -1, dtype=torch.long, device=rows.device)
+    for start in range(0, n, cols_per_block):
+        d2 = block_d2(start, min(start + cols_per_block, n))
         own = rows - start
-        mine = (own >= 0) & (own < len(cols))
+        mine = (own >= 0) & (own < d2.shape[1])
         d2[mine.nonzero(as_tuple=True)[0], own[mine]] = float("inf")  # a point is not its own neighbour
-        top_d2, top_idx = d2.topk(min(n_candidates, len(cols)), dim=1, largest=False)
+        top_d2, top_idx = d2.topk(min(n_keep, d2.shape[1]), dim=1, largest=False)
         _merge(best_d2, best_idx, slice(None), top_d2, top_idx + start)
-    return best_idx
+    return best_d2, best_idx
 
 
 # ----------------------------------------------------------------------------- pruned k-NN
@@ -440,20 +457,13 @@ def _principal_basis(x: torch.Tensor, m: int) -> torch.Tensor:
 def _lower_bound_points(exact, centre, basis, rows_per_block):
     """float32 [w, |w|^2, 1] and [-2w, 1, |w|^2] for w(x) = (Q^T x, |R x|), computed in float64
     (so |w| = |x|): one matmul of the two gives the bound for a tile, as _augmented does for distances."""
-    n, m = len(exact), basis.shape[1]
-    low_left = torch.empty(n, m + 3, device=exact.device)
-    low_right = torch.empty(n, m + 3, device=exact.device)
-    for rows in torch.arange(n, device=exact.device).split(rows_per_block):
+
+    def w(rows):
         x = exact[rows].double() - centre
         z = x @ basis
-        sq = (x**2).sum(1)
-        w = torch.cat([z, (sq - (z**2).sum(1)).clamp_min(0).sqrt()[:, None]], dim=1).float()
-        low_left[rows, : m + 1] = w
-        low_right[rows, : m + 1] = -2 * w
-        w_sq = (w.double() ** 2).sum(1).float()
-        low_left[rows, m + 1], low_left[rows, m + 2] = w_sq, 1.0
-        low_right[rows, m + 1], low_right[rows, m + 2] = 1.0, w_sq
-    return low_left, low_right
+        return torch.cat([z, ((x**2).sum(1) - (z**2).sum(1)).clamp_min(0).sqrt()[:, None]], dim=1).float()
+
+    return _augment_rows(len(exact), basis.shape[1] + 1, exact.device, rows_per_block, w)
 
 
 def _pairs_d2(left, right, row, col):
@@ -549,19 +559,9 @@ def _complete_rows(left, right, low_left, low_right, rows, threshold, d2, idx, t
 
 def _dense_rows(left, right, rows, n_keep, tile):
     """The n_keep nearest others of `rows` by float32 distance over all points, ascending."""
-    n = len(left)
-    best_d2 = torch.full((len(rows), n_keep), float("inf"), device=left.device)
-    best_idx = torch.full((len(rows), n_keep), -1, dtype=torch.long, device=left.device)
     queries = left[rows]
-    cols_per_block = max(n_keep, tile)
-    for start in range(0, n, cols_per_block):
-        d2 = queries @ right[start : start + cols_per_block].T
-        own = rows - start
-        mine = (own >= 0) & (own < d2.shape[1])
-        d2[mine.nonzero(as_tuple=True)[0], own[mine]] = float("inf")  # a point is not its own neighbour
-        top_d2, top_idx = d2.topk(min(n_keep, d2.shape[1]), dim=1, largest=False)
-        _merge(best_d2, best_idx, slice(None), top_d2, top_idx + start)
-    return best_d2, best_idx
+    return _nearest_by_blocks(rows, len(left), n_keep, max(n_keep, tile),
+                              lambda start, stop: queries @ right[start:stop].T, torch.float32)
 
 
 def _predicted_cost_ratio(left, right, low_left, low_right, error, k, n_lower, tile, info):

@@ -49,12 +49,10 @@ def estimate_images(data_path, *, dataset: str, estimators: list[str], ks: list[
     """TwoNN and MLE(k) of one image dataset: flattened pixels scaled to [0, 1], train and test
     images together, at their stored resolution (digits' 8x8, not the ConvNet's upsampled 16x16:
     repeating pixels scales every distance by the same factor, which these estimators ignore)."""
-    from pathlib import Path
-
     from scalinglab import datasets
     from scalinglab.dimension import estimate
 
-    data = datasets.load(dataset, Path(data_path).parent.parent)
+    data = datasets.read(data_path)
     x = torch.cat([data.train_x, data.test_x]).flatten(1)
     points = x.double().numpy() / (255.0 if x.dtype == torch.uint8 else 1.0)
     frame = estimate(points, estimators=estimators, ks=ks, subsample=subsample, seed=seed, bootstrap=bootstrap,
@@ -71,13 +69,21 @@ def estimate_images(data_path, *, dataset: str, estimators: list[str], ks: list[
     return frame
 
 
+def x_estimates(dims: pd.DataFrame, k: int, by: str) -> pd.DataFrame:
+    """TwoNN and MLE(k) with its CI, of x (the inputs): one row per teacher manifold (by="d") or per
+    image dataset (by="dataset"; they have no true d)."""
+    x = dims[(dims["target"] == "x") & (dims["d"].notna() if by == "d" else dims["d"].isna())]
+    if by == "d":
+        x = x.assign(d=x["d"].astype("int64"))
+    twonn = x[x["estimator"] == "twonn"].set_index(by)["dimension"].rename("twonn")
+    mle = x[(x["estimator"] == "mle") & (x["k"] == k)].set_index(by)[["dimension", "ci_lo", "ci_hi"]]
+    mle.columns = [f"mle_k{k}", f"mle_k{k}_lo", f"mle_k{k}_hi"]
+    return pd.concat([twonn, mle], axis=1).rename_axis(by).reset_index()
+
+
 def reference_estimates(dims: pd.DataFrame, k: int) -> pd.DataFrame:
-    """One row per (dataset, d): TwoNN and MLE(k) of x, the estimates the theory lines use."""
-    x = dims[(dims["target"] == "x") & dims["d"].notna()]  # teacher manifolds only; image datasets have no d
-    x = x.assign(d=x["d"].astype("int64"))
-    twonn = x[x["estimator"] == "twonn"].set_index("d")["dimension"].rename("twonn")
-    mle = x[(x["estimator"] == "mle") & (x["k"] == k)].set_index("d")["dimension"].rename(f"mle_k{k}")
-    return pd.concat([twonn, mle], axis=1).reset_index()
+    """One row per teacher d: TwoNN and MLE(k) of x, the estimates the theory lines use."""
+    return x_estimates(dims, k, "d")[["d", "twonn", f"mle_k{k}"]]
 
 
 def plot_dimension_vs_k(dims: pd.DataFrame, path) -> None:

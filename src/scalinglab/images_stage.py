@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
 
+from scalinglab.dimension_stage import x_estimates
 from scalinglab.errors import UserError
 from scalinglab.io import write_parquet, write_text
 from scalinglab.rst import simple_table
@@ -38,9 +38,9 @@ EPOCH_RULES = ("all", "final")
 RUN_COLS = ["dataset", "P", "width", "seed"]
 
 
-def augmentation(dataset: str, setting) -> str:
-    """The augmentation of one dataset: `setting` is "auto" or a {dataset: mode or "auto"} map."""
-    mode = setting.get(dataset, "auto") if isinstance(setting, dict) else setting
+def augmentation(dataset: str, mode: str) -> str:
+    """The augmentation of one dataset: `mode` ("auto" or a mode) is its entry in images.augment,
+    which the workflow looks up (common.smk, img_augment); "auto" picks the dataset's usual one."""
     if mode != "auto":
         return mode
     if dataset not in AUTO_AUGMENT:
@@ -69,7 +69,7 @@ def train_bundle(data_path, *, dataset: str, P, width: int, seeds: list[int], ep
     if len(out_paths) != len(seeds):
         raise ValueError("one output path per seed")
     torch.set_num_threads(threads)
-    data = datasets.load(dataset, Path(data_path).parent.parent)
+    data = datasets.read(data_path)
     mode = augmentation(dataset, augment)
     started = time.perf_counter()
     with device_for_job(pick_device(device)) as dev:
@@ -144,15 +144,11 @@ def fit_images(table: pd.DataFrame, *, quantiles, bootstrap: int, seed: int = 0)
 
 
 def estimated_dims(dims: pd.DataFrame | None, k: int) -> pd.DataFrame:
-    """Per image dataset: TwoNN and MLE(k) of its pixels, from the dimension table (empty if none)."""
+    """Per image dataset: TwoNN and MLE(k) [CI] of its pixels, from the dimension table (empty if none)."""
     columns = ["dataset", "twonn", f"mle_k{k}", f"mle_k{k}_lo", f"mle_k{k}_hi"]
     if dims is None or dims.empty:
         return pd.DataFrame(columns=columns)
-    images = dims[dims["d"].isna() & (dims["target"] == "x")]
-    twonn = images[images["estimator"] == "twonn"].set_index("dataset")["dimension"].rename("twonn")
-    mle = images[(images["estimator"] == "mle") & (images["k"] == k)].set_index("dataset")
-    mle = mle[["dimension", "ci_lo", "ci_hi"]].set_axis([f"mle_k{k}", f"mle_k{k}_lo", f"mle_k{k}_hi"], axis=1)
-    return pd.concat([twonn, mle], axis=1).rename_axis("dataset").reset_index()[columns]
+    return x_estimates(dims, k, "dataset")[columns]
 
 
 def middle_quantile(quantiles) -> float:

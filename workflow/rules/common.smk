@@ -88,7 +88,7 @@ def ts_train_points(wildcards) -> int:
 
 def dataset_file(name: str) -> str:
     """The prepared (uint8 tensor) file of an image dataset; rule prepare_dataset makes it."""
-    return f"{DATASETS['root']}/{name}/data.pt"
+    return f"{DATASETS['root']}/{name}/data.pt"  # datasets.dataset_path (not imported: it loads torch)
 
 
 def generated_caption(name: str) -> str:
