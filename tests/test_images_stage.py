@@ -98,8 +98,11 @@ def test_cifar10_end_to_end_on_a_fabricated_archive(tmp_path, tiny_cifar, monkey
     cells = {}
     for width in (1, 2):
         paths = [tmp_path / f"c{width}_s{seed}.parquet" for seed in (0, 1)]
+        checkpoint = tmp_path / f"c{width}.pt"  # saved after every epoch, removed once the cells are written
         images_stage.train_bundle(data_path, dataset="cifar10", P=60, width=width, seeds=[0, 1], epochs=2, batch=32,
-                                  lr=5e-4, weight_decay=0.01, augment="auto", device="cpu", out_paths=paths)
+                                  lr=5e-4, weight_decay=0.01, augment="auto", device="cpu", out_paths=paths,
+                                  checkpoint=checkpoint, checkpoint_every_s=0)
+        assert all(p.exists() for p in paths) and not checkpoint.exists()
         cells.update({(width, seed): pd.read_parquet(p) for seed, p in zip((0, 1), paths)})
     for (width, seed), cell in cells.items():
         assert list(cell["epoch"]) == [1, 2] and (cell["seed"] == seed).all() and (cell["P"] == 60).all()

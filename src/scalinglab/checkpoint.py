@@ -74,7 +74,3 @@ class Checkpointer:
         with atomic_path(self.path) as tmp:
             torch.save({"format": FORMAT, "key": self.key, "state": state}, tmp)
         self.last_save = time.monotonic()
-
-    def remove(self) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)

@@ -261,7 +261,8 @@ def train_runs(
     A run whose training loss turns NaN/inf stops there; all its rows get status "diverged".
     checkpoint: a file where the state after an epoch is saved every checkpoint_every_s seconds (the
     finished seeds' rows included); a rerun of the same call resumes there and returns the numbers
-    an uninterrupted call gives (except `seconds`). The file is removed when the call returns.
+    an uninterrupted call gives (except `seconds`). The caller removes the file once it has stored the
+    result (so a crash in between loses nothing).
     """
     if data.train_x.dim() != 4:
         raise UserError(f"{data.name}: the deep-net families need images (N, C, H, W); its examples are {data.shape}")
@@ -294,7 +295,6 @@ def train_runs(
         frames.append(_train_one(data, test, model=model, P=P, seed=s, epochs=epochs, batch=batch, lr=lr,
                                  width=width, depth=depth, n_logs=n_logs, dev=dev, progress=progress, on_log=on_log,
                                  checkpoint_after=checkpoint_after, resume=run_state))
-    saver.remove()
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 

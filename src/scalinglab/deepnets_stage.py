@@ -55,6 +55,8 @@ def train_cell(dataset_path, *, dataset: str, model: str, P: int, seeds: list, s
             print(f"warning: {model} on {dataset}, P = {P}, seed {seed} diverged", file=sys.stderr)
         write_parquet(part, path, {"model": model, "dataset": dataset, "P": int(P), "seed": int(seed),
                                    "settings": settings, "device": device_name, "torch": torch.__version__})
+    if checkpoint:
+        Path(checkpoint).unlink(missing_ok=True)  # every cell is written: the run is complete
     return frame
 
 

@@ -178,7 +178,7 @@ def train_cells(
     checkpoint: a file where the state after an epoch is saved every checkpoint_every_s seconds
     (one width at a time; rows of widths already done included); a rerun of the same call resumes
     there and returns the numbers an uninterrupted run gives (except `seconds`).
-    The file is removed when the call returns.
+    The caller removes the file once it has stored the result (so a crash in between loses nothing).
     """
     augment = _check_augment(augment)
     widths, seeds = _check_cells(widths, seeds, epochs, batch)
@@ -215,7 +215,6 @@ def train_cells(
                 saver.save({"step": f"width {c}, epoch {epoch}", "frames": frames, "group": group_state})
 
         frames.append(train(c, group, init_seeds, streams, checkpoint_after=checkpoint_after, resume=resume, **settings))
-    saver.remove()
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 

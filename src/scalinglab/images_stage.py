@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -87,6 +88,8 @@ def train_bundle(data_path, *, dataset: str, P, width: int, seeds: list[int], ep
     for seed, path in zip(seeds, out_paths):
         cell = frame[frame["seed"] == seed].reset_index(drop=True)
         write_parquet(cell, path, provenance({**settings, "seed": seed}, str(dev), seconds))
+    if checkpoint:
+        Path(checkpoint).unlink(missing_ok=True)  # every cell is written: the run is complete
     return frame
 
 
