@@ -145,6 +145,27 @@ def test_ensemble_path_matches_separate_models(digits):
         assert (together[column] - separate[column]).abs().max() < 1e-4, column
 
 
+def test_evaluation_in_either_layout_and_any_chunking_gives_the_full_test_loss(digits):
+    """A CPU evaluates narrow models in NCHW (a copy; training stays channels_last) in chunks of 256:
+    the same summed loss and hit count as one plain forward over the whole test set, up to rounding."""
+    data = images.DeviceData.build(images.upsample_small(digits), torch.device("cpu"), torch.channels_last)
+    model = ConvNet.create(3, tuple(data.train_x.shape[1:]), 10, seed=2).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        logits = model(data.test_x)
+    expected_loss = float(F.cross_entropy(logits, data.test_y, reduction="sum"))
+    expected_hits = int((logits.argmax(1) == data.test_y).sum())
+    assert len(data.test_y) > images.EVAL_CHUNK["cpu"]  # several chunks, the last one partial
+
+    def evaluate(net, x, y):
+        out = images.forward(net, x)
+        return F.cross_entropy(out, y, reduction="sum").unsqueeze(0), (out.argmax(1) == y).sum().unsqueeze(0)
+
+    for layout in (torch.contiguous_format, torch.channels_last):
+        loss, hits = images._evaluate(model, evaluate, data, 1, layout)
+        assert abs(float(loss[0]) - expected_loss) < 1e-5 * expected_loss and int(hits[0]) == expected_hits
+        assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last)  # the trained model is untouched
+
+
 def test_flip_crop_matches_torchvision_and_keeps_shapes():
     gen = torch.Generator().manual_seed(0)
     for shape, padding in (((3, 8, 10), 2), ((1, 16, 16), 2), ((3, 32, 32), 4)):
