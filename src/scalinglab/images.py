@@ -15,8 +15,9 @@ cost a plain loop ~200 µs per image on a small CPU, more than the model step); 
 cache-sized chunks (narrow models in NCHW on a CPU) with a cheaper max-pool; AdamW is fused. On
 CPU each model trains alone in channels_last layout (oneDNN's grouped convolutions are slower than
 separate models there, except at c = 1); on CUDA the seeds of one width train as one
-ConvNetEnsemble (grouped convolutions), because there these small convolutions are launch-bound. Call torch.set_num_threads(1) per process on small CPUs: these
-convolutions are too small to share between threads. benchmarks/cnn.py measures the gain.
+ConvNetEnsemble (grouped convolutions), because there these small convolutions are launch-bound.
+Call torch.set_num_threads(1) per process on small CPUs: these convolutions are too small to share
+between threads. benchmarks/cnn.py measures the gain.
 
 Random streams, all derived from the cell's keys (so a cell's numbers do not depend on which other
 cells share the call): the training subset from (dataset, seed), nested across P; the batch order
