@@ -46,8 +46,9 @@ from scalinglab.seeding import derive_seed
 
 AUGMENTATIONS = ("flip_crop", "crop", "none")
 MIN_SIDE = 12  # the family's smallest input: two 2x max-pools, then a 3x3 conv without padding
-# Test images per evaluation forward pass: on a CPU, chunks whose activations stay in cache (256 is
-# 1.1-1.8x faster than 1000 at c = 1..20 on a 2-core EPYC); on a GPU, large chunks (launch-bound).
+# Test images per evaluation forward pass: on a CPU, chunks whose activations stay in cache (on a
+# 2-core EPYC, 256 against 1000: 10% slower at c = 1, 1.1x faster at c = 6, 1.8x at c = 12, 1.5x
+# at c = 20); on a GPU, large chunks (launch-bound).
 EVAL_CHUNK = {"cpu": 256, "other": 1000}
 # oneDNN's forward on few channels is faster in NCHW than in channels_last (at c = 1, 2, 4, 6:
 # 94/105/159/225 against 142/173/181/265 ms per 10k 28x28 images), so a CPU evaluates narrow
