@@ -374,6 +374,12 @@ def test_cli_readable_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "d=4" in out and "d=8" in out and "slope" in out
     assert "least squares" in out
+    # the footer names what the bootstrap resamples
+    fit = ["fit", str(path), "--x", "N", "--y", "loss", "--group", "d", "--bootstrap", "20"]
+    assert main([*fit, "--epoch", "epoch", "--run", "seed"]) == 0
+    assert "bootstrap over runs (seed), 20 draws" in capsys.readouterr().out
+    assert main([*fit, "--filter", "epoch=2"]) == 0  # one row per run: rows are runs
+    assert "bootstrap over single rows (no --run" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -384,6 +390,9 @@ def test_cli_readable_table(tmp_path, capsys):
         (["--x", "N", "--y", "loss", "--filter", "d=3"], "matches no rows"),
         (["--x", "N", "--y", "loss", "--epoch", "epoch", "--epoch-rule", "last"], "unknown epoch rule"),
         (["--x", "N", "--y", "loss", "--epoch-rule", "final"], "needs the epoch column"),
+        # resampling single epochs of a run as independent rows would give far too narrow CIs
+        (["--x", "N", "--y", "loss", "--epoch", "epoch", "--epoch-rule", "all", "--bootstrap", "20"],
+         "needs --run COL .* resamples whole runs"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, args, pattern):

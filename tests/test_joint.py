@@ -137,6 +137,24 @@ def test_cluster_bootstrap_resamples_clusters_not_rows():
     assert width["rows"] == pytest.approx(width["once"] / np.sqrt(3), rel=0.25), width
 
 
+def test_cli_joint_fit_clusters_by_the_run_columns(tmp_path, capsys):
+    """`scalinglab fit --law joint --run seed N` on a CSV, the real fit underneath: the clusters are the
+    (seed, N) combinations, and the exponents come back near the truth with CIs that hold them."""
+    from scalinglab.cli import main
+
+    path = tmp_path / "runs.csv"
+    synthetic(0.02, seed=4, seeds=3).to_csv(path, index=False)
+    args = ["fit", str(path), "--law", "joint", "--n", "N", "--p", "P", "--y", "L", "--bootstrap", "40", "--json"]
+    assert main([*args, "--run", "seed", "N"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_clusters"] == 3 * len(SIZES) and out["n_points"] == 3 * len(SIZES) ** 2
+    for name in ("alpha", "beta"):
+        lo, hi = out[name]["ci"]
+        assert abs(out[name]["value"] - TRUTH[name]) < 0.05 and lo <= TRUTH[name] <= hi, (name, out[name])
+    # held-out largest N and largest P are predicted to within a few noise widths (noise: 2%)
+    assert all(0 < err < 0.06 for err in out["extrapolation_error"].values()), out["extrapolation_error"]
+
+
 def test_nnls3_matches_scipy_nnls():
     """The vectorised 3-coefficient NNLS is exact, including when constraints bind."""
     rng = np.random.default_rng(0)

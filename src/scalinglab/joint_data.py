@@ -8,6 +8,7 @@ design (the full data, a bootstrap draw or a held-out subset) and say whether th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,18 +78,21 @@ def enough(counts: tuple[int, int, int]) -> bool:
     return n_sizes >= 2 and p_sizes >= 2 and configs >= len(PARAMS)
 
 
-def read_joint_data(frame: pd.DataFrame, n: str, p: str, y: str, cluster: str | None) -> JointData:
+def read_joint_data(frame: pd.DataFrame, n: str, p: str, y: str, cluster: str | Sequence[str] | None) -> JointData:
+    """The rows of a joint fit; `cluster`: the column(s) whose distinct values (combinations) are the
+    bootstrap's clusters, or None for every row its own."""
     if not isinstance(frame, pd.DataFrame):
         raise UserError(f"expected a table (pandas DataFrame), got {type(frame).__name__}")
-    require_columns(frame, [n, p, y] + ([cluster] if cluster is not None else []), "joint fit")
+    cluster_cols = [cluster] if isinstance(cluster, str) else list(cluster or [])
+    require_columns(frame, [n, p, y] + cluster_cols, "joint fit")
     N, P, Y = (positive_column(frame, c) for c in (n, p, y))
-    if cluster is None:
+    if not cluster_cols:
         clusters = np.arange(len(frame))
     else:
-        labels = frame[cluster]
-        if labels.isna().any():
-            raise UserError(f"cluster column '{cluster}' has {int(labels.isna().sum())} missing value(s); label every row")
-        clusters = pd.factorize(labels, sort=True)[0]
+        for col in cluster_cols:
+            if frame[col].isna().any():
+                raise UserError(f"cluster column '{col}' has {int(frame[col].isna().sum())} missing value(s); label every row")
+        clusters = frame.groupby(cluster_cols, sort=True).ngroup().to_numpy()
     counts = design_counts(N, P)
     if not enough(counts):
         raise UserError(

@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: final with --epoch, else all")
     parser.add_argument("--maximize", action="store_true", help="best means the maximum of y (accuracy)")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="B",
-                        help="bootstrap draws over runs for the slope CI; 0 (default) = analytic CI")
+                        help="bootstrap draws for the slope CI, resampling the --run clusters (single rows "
+                             "without --run); 0 (default) = analytic CI")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
     parser.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
     parser.add_argument("--law", default="power", metavar="LAW",
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     rule = args.epoch_rule or ("final" if args.epoch else "all")
     if rule not in fits.EPOCH_RULES:
         raise UserError(f"unknown epoch rule '{rule}'; use one of {', '.join(fits.EPOCH_RULES)}")
+    if args.bootstrap > 0 and not args.run and args.epoch and rule == "all":
+        # every row its own cluster would resample one run's epochs as if independent: CIs far too narrow
+        raise UserError("--bootstrap with all epochs needs --run COL (e.g. seed) so that it resamples whole runs, "
+                        "not single epochs; or fit one row per run with --epoch-rule final")
 
     frame = read_table(args.table)
     sizes = [args.x] if args.law == "power" else [args.n, args.p]
@@ -127,7 +132,8 @@ def _table(results, args) -> str:
             f"{f'[{dlo:.3g}, {dhi:.3g}]':>17} {fit.n_points:>5} {fit.n_sizes:>5} {fit.n_clusters:>5}"
         )
     method = "least squares" if args.quantile is None else f"quantile regression q={args.quantile:g}"
-    ci = f"bootstrap over runs, {args.bootstrap} draws" if args.bootstrap else "analytic CI"
+    over = f"runs ({', '.join(args.run)})" if args.run else "single rows (no --run: right for one row per run only)"
+    ci = f"bootstrap over {over}, {args.bootstrap} draws" if args.bootstrap else "analytic CI"
     lines.append(f"fit: log({args.y}) on log({args.x}), {method}, {args.confidence:.0%} {ci}")
     for labels, fit in results:
         name = ", ".join(f"{k}={v}" for k, v in labels.items()) or "all"
