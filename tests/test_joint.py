@@ -253,6 +253,12 @@ def test_closed_form_frontier_matches_brute_force_minimisation():
     lo, hi = exponents["a"]["ci"]
     assert lo <= exponents["a"]["value"] <= hi and hi - lo < 0.2
     assert abs(exponents["a"]["value"] - a_true) < 0.1
+    # draws without a frontier (B <= 0; their beta would pull the CI of a towards 1) are left out
+    # of both CIs alike, and counted
+    bad = np.tile([1.0, 50.0, -1.0, 0.01, 5.0], (20, 1))
+    with_bad = dataclasses.replace(fit, draws=np.vstack([fit.draws, bad]))
+    assert allocation_exponents(with_bad) == {**exponents, "draws_without_frontier": 20}
+    pd.testing.assert_frame_equal(compute_optimal(with_bad, budgets), table)
 
 
 def test_compute_optimal_rejects_a_law_without_a_frontier():

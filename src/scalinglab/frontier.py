@@ -44,6 +44,11 @@ def _check_frontier_law(fit: JointFit) -> None:
         )
 
 
+def _frontier_draws(fit: JointFit) -> np.ndarray:
+    """The bootstrap draws that have a frontier (A, B, alpha, beta all > 0), shared by every CI here."""
+    return fit.draws[np.all(fit.draws[:, 1:] > 0, axis=1)] if len(fit.draws) else fit.draws
+
+
 def compute_optimal(fit: JointFit, C) -> pd.DataFrame:
     """The compute-optimal N*(C), D*(C) and loss of a fitted joint law, its second size read as D.
 
@@ -56,7 +61,7 @@ def compute_optimal(fit: JointFit, C) -> pd.DataFrame:
         raise UserError("compute budgets C must be finite positive numbers (FLOPs, C = 6·N·D)")
     N, D, L = _frontier(fit.E, fit.A, fit.B, fit.alpha, fit.beta, C)
     out = pd.DataFrame({"C": C, "N_opt": N, "D_opt": D, "loss_opt": L})
-    draws = fit.draws[np.all(fit.draws[:, 1:] > 0, axis=1)] if len(fit.draws) else fit.draws
+    draws = _frontier_draws(fit)
     if len(draws) >= 2:
         tail = 100 * (1 - fit.confidence) / 2
         E, A, B, alpha, beta = (draws[:, k, None] for k in range(5))
@@ -66,15 +71,17 @@ def compute_optimal(fit: JointFit, C) -> pd.DataFrame:
 
 
 def allocation_exponents(fit: JointFit) -> dict:
-    """N* ∝ C^a and D* ∝ C^b with a = beta/(alpha+beta), b = alpha/(alpha+beta); CIs from the bootstrap draws."""
+    """N* ∝ C^a and D* ∝ C^b with a = beta/(alpha+beta), b = alpha/(alpha+beta); CIs from the bootstrap
+    draws that have a frontier (the same draws as compute_optimal's CIs; `draws_used` counts them)."""
     _check_frontier_law(fit)
     tail = 100 * (1 - fit.confidence) / 2
-    out = {}
+    draws = _frontier_draws(fit)
+    out = {"draws_used": int(len(draws)), "draws_without_frontier": int(len(fit.draws) - len(draws))}
     for name, numerator in (("a", fit.beta), ("b", fit.alpha)):
         value = numerator / (fit.alpha + fit.beta)
         ci = [None, None]
-        if len(fit.draws) >= 2:
-            alpha, beta = fit.draws[:, 3], fit.draws[:, 4]
+        if len(draws) >= 2:
+            alpha, beta = draws[:, 3], draws[:, 4]
             share = (beta if name == "a" else alpha) / (alpha + beta)
             ci = [json_float(v) for v in np.percentile(share, [tail, 100 - tail])]
         out[name] = {"value": float(value), "ci": ci}

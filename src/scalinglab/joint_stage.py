@@ -128,6 +128,9 @@ def caption(summary: dict) -> str:
             a, b = fit["allocation"]["a"], fit["allocation"]["b"]
             ci = lambda v: "" if v["ci"][0] is None else f" [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
             lines.append(f"  compute-optimal N* ~ C^{a['value']:.3f}{ci(a)}, D* (and P*) ~ C^{b['value']:.3f}{ci(b)}")
+            if fit["allocation"]["draws_without_frontier"]:
+                lines.append(f"  {fit['allocation']['draws_without_frontier']} bootstrap draws have no frontier "
+                             "(A, B, alpha or beta <= 0) and are left out of its CIs")
         for note in fit["diagnostics"]:
             lines.append(f"  diagnostic: {note}")
     emp = summary.get("empirical_frontier")
