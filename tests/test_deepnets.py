@@ -166,6 +166,22 @@ def test_interrupted_runs_resume_from_their_checkpoint_with_identical_numbers(di
     assert ckpt.exists()  # its caller removes it once the result is stored (deepnets_stage.train_cell does)
 
 
+@pytest.mark.parametrize("model", ["cnn", "vit"])
+def test_optimisers_have_no_weight_decay(digits, monkeypatch, model):
+    """As the authors trained: Adam (CNN, ResNet) and AdamW (ViT) with weight decay 0; AdamW's own
+    default (0.01) would shrink the norm that the whole analysis measures."""
+    made = []
+    real = deepnets.OPTIMIZER[model]
+
+    def recording(params, **kwargs):
+        made.append(real(params, **kwargs))
+        return made[-1]
+
+    monkeypatch.setitem(deepnets.OPTIMIZER, model, recording)
+    deepnets.train_runs(digits, model=model, P=16, seeds=[0], epochs=1, width=4, depth=1, n_logs=2, batch=8)
+    assert len(made) == 1 and all(group["weight_decay"] == 0 for group in made[0].param_groups)
+
+
 def test_divergence_is_marked(digits):
     frame = deepnets.train_runs(digits, model="cnn", P=64, seeds=[0], epochs=6, width=2, n_logs=6, lr=1e12)
     assert (frame["status"] == "diverged").all()

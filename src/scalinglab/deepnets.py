@@ -307,7 +307,7 @@ def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, l
     net = build(model, data.shape, data.n_classes, width, depth, seed=derive_seed("deepnets-init", model, data.name, seed))
     net = net.to(dev)
     n_params = sum(p.numel() for p in net.parameters())
-    optimizer = OPTIMIZER[model](net.parameters(), lr=lr)
+    optimizer = OPTIMIZER[model](net.parameters(), lr=lr, weight_decay=0.0)  # AdamW's default would be 0.01
     order_gen = torch.Generator(device="cpu").manual_seed(derive_seed("deepnets-batches", data.name, seed))
     per_epoch = math.ceil(P / batch)
     total = epochs * per_epoch
