@@ -172,6 +172,6 @@ def test_cli_matches_library_on_a_sweep(sweep_table, capsys):
 
 def test_cli_bad_column_is_a_one_line_error(sweep_table, capsys):
     _, path = sweep_table
-    assert main(["implicit-bias", str(path), "--json"]) == 2  # default columns norm/error: no norm
+    assert main(["implicit-bias", str(path), "--error", "risk", "--json"]) == 2  # no column 'risk'
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "norm" in err
+    assert len(err.splitlines()) == 1 and "missing column(s) risk" in err

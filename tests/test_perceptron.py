@@ -110,7 +110,7 @@ def test_sweep_table():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every lambda converges
         table = pc.sweep(50, [2.0, 4.0], np.geomspace(0.1, 10, 5), seeds=[0, 1])
-    assert list(table.columns[:8]) == ["alpha", "P", "N", "seed", "lam", "error", "grad_norm", "converged"]
+    assert list(table.columns[:9]) == ["alpha", "P", "N", "seed", "lam", "norm", "error", "grad_norm", "converged"]
     assert len(table) == 2 * 2 * 5 and table.converged.all()
     assert sorted(table.P.unique()) == [100, 200]
     assert np.allclose(table.rel_error, table.error / table.error_hebb)
@@ -118,6 +118,8 @@ def test_sweep_table():
     w = pc.solve_fixed_norm(one, [10.0]).weights
     row = table[(table.P == 200) & (table.seed == 1) & np.isclose(table.lam, 10.0)]
     assert float(row.error.iloc[0]) == pytest.approx(float(pc.generalisation_error(w, one.teacher)[0]), abs=1e-7)
+    # `norm` is the seed's lambda: |weights|^2 / N of the seed's model, whose weights are lam * w
+    assert float(row.norm.iloc[0]) == pytest.approx(float((10.0 * w).norm() ** 2) / 50, rel=1e-12)
 
 
 def test_envelope_is_the_large_alpha_limit():
@@ -145,6 +147,7 @@ def gd_run():
 def test_gd_norm_grows_and_loss_falls(gd_run):
     traj, weights, _ = gd_run
     assert np.allclose(weights.norm(dim=1).numpy() / math.sqrt(200), traj.lam)
+    assert np.allclose(weights.norm(dim=1).numpy() ** 2 / 200, traj.norm)  # the seed's lambda = |w|^2/N
     assert traj.lam.is_monotonic_increasing and traj.loss.is_monotonic_decreasing
     assert traj.lam.iloc[0] == pytest.approx(1e-3, rel=1e-6) and traj.lam.iloc[-1] > 8.0
 

@@ -14,9 +14,10 @@ and its norm grows with them; the perceptron sweep gives one row per fixed norm)
    against log u over the window lo <= u <= hi, negated; computed for the largest P (the upper
    `upper_fraction` of the resolved P values, at least two) and averaged; its SE is the spread of
    those per-P values over sqrt(count) (the per-P fit residuals are not independent: the grid
-   points are interpolated). The default window 0.02-0.2 stays in the early regime: towards u = 1
-   every curve flattens into its minimum (slope 0 there by definition), so a window reaching u = 1
-   biases gamma1 low (perceptron, alpha 16-64: window 0.1-1 gives 0.26, 0.02-0.1 gives 0.44);
+   points are interpolated). The window must stay in the early regime: towards u = 1 every curve
+   flattens into its minimum (slope 0 there by definition), so a window reaching u = 1 biases
+   gamma1 low (perceptron, alpha 16-64, lambda = |w|^2/N: window 0.01-1 gives 0.13, 0.0004-0.01
+   gives 0.22; the workflow uses 0.0004-0.04 there and 0.02-0.2 for deep nets' spectral norm);
 5. gamma_pred = gamma1 * gamma2 (SE by first-order propagation) against gamma_meas, the negated
    slope of log eps_opt against log P (with SE).
 The theory: early eps ~ k1 lambda^-gamma1 (independent of P), lambda_opt ~ k2 P^gamma2 and the

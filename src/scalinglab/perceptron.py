@@ -1,10 +1,15 @@
 """Teacher-student perceptron of D'Amico, Bocchi & Negri: error as a function of the weight norm.
 
 Teacher w* and student w in R^N; P = alpha*N inputs x in {-1, +1}^N; labels y = sign(x . w*).
-The student lives on the sphere |w|^2 = N and the norm lambda scales its margins
+The student lives on the sphere |w|^2 = N and a scale lambda multiplies its margins
 Delta_mu = y_mu w . x_mu / sqrt(N) inside the cross-entropy (pseudo-likelihood) loss
 
     L_lambda(w) = sum_mu [log 2cosh(lambda Delta_mu) - lambda Delta_mu] = sum_mu softplus(-2 lambda Delta_mu).
+
+That is the seed's model with weights lambda w, whose squared norm is lambda^2 N: the seed's norm
+(|w|^2 = lambda_seed N) is lambda_seed = lambda^2. In this module `lam` is the margin scale lambda;
+the tables also carry `norm` = lambda^2, the seed's lambda, which the laws' exponents refer to
+(in the scale, gamma1 would come out twice and gamma2 half the seed's).
 
 lambda -> 0 gives the Hebbian rule (w ~ sum_mu y_mu x_mu), lambda -> infinity the max-margin
 perceptron. The generalisation error is eps = arccos(R)/pi with R the teacher-student overlap.
@@ -395,8 +400,9 @@ def sweep(
 ) -> pd.DataFrame:
     """Fixed-norm error curves: one row per (alpha, seed, lambda).
 
-    `lambdas` is an array shared by every alpha, or a function alpha -> array (to follow
-    lambda_opt, which grows with alpha). Columns: alpha, P, N, seed, lam, error, grad_norm (bound,
+    `lambdas` (margin scales) is an array shared by every alpha, or a function alpha -> array (to
+    follow lambda_opt, which grows with alpha). Columns: alpha, P, N, seed, lam, norm (= lam^2, the
+    seed's lambda = |weights|^2 / N), error, grad_norm (bound,
     in radians, on the angle to the exact minimiser), converged, error_hebb (the lambda -> 0 error
     of that data set), rel_error = error / error_hebb (the error the theory's laws are stated for),
     multiplier, newton_steps, seconds (per alpha and seed).
@@ -418,6 +424,7 @@ def sweep(
                         "N": n,
                         "seed": int(seed),
                         "lam": sol.lambdas,
+                        "norm": sol.lambdas**2,
                         "error": err,
                         "grad_norm": sol.grad_norm,
                         "converged": sol.converged,
@@ -451,7 +458,8 @@ def gd_trajectory(
     The norm lambda(t) = |w(t)|/sqrt(N) grows with time. `lr` defaults to 1/L with L the largest
     eigenvalue of sum_mu A_mu A_mu^T (A_mu = y_mu x_mu / sqrt(N)), the loss's smoothness constant
     since phi'' <= 1: every step then lowers the loss. Returns about `records` rows logged at
-    log-spaced steps: step, time (= step * lr), lam, error, loss; attrs hold P, N, seed, lr.
+    log-spaced steps: step, time (= step * lr), lam, norm (= lam^2, the seed's lambda), error, loss;
+    attrs hold P, N, seed, lr.
     With return_weights, returns (frame, weights (records, N)) instead.
     """
     p = int(round(alpha * n))
@@ -474,6 +482,7 @@ def gd_trajectory(
                     "step": step,
                     "time": step * lr,
                     "lam": float(w.norm()) / math.sqrt(n),
+                    "norm": float(w.norm()) ** 2 / n,
                     "error": float(generalisation_error(w[None], data.teacher)[0]),
                     "loss": loss,
                 }
@@ -497,8 +506,9 @@ def envelope_relative_error(lam) -> np.ndarray:
     G = lambda^2 E[phi'(lambda|z|)^2], H = lambda^2 E[phi''(lambda|z|)] + lambda E[-phi'(lambda|z|)|z|]
     (the last term is the sphere's multiplier). Normalised by the Hebbian value (lambda -> 0,
     angle^2 = pi / (2 alpha)), eps(lambda)/eps(0) -> sqrt(2 G / (pi H^2)): 1 at lambda = 0, and
-    ~ lambda^(-1/2) for lambda >> 1, which is why gamma1 -> 1/2 (and, with the optimum eps_opt ~ 1/alpha
-    over eps(0) ~ alpha^(-1/2), lambda_opt ~ alpha, gamma2 -> 1) as alpha grows.
+    ~ lambda^(-1/2) for lambda >> 1 (lambda the margin scale here). In the seed's norm lambda^2 that
+    is why gamma1 -> 1/4 (and, with the optimum eps_opt ~ 1/alpha over eps(0) ~ alpha^(-1/2),
+    lambda_opt ~ alpha^2, gamma2 -> 2; gamma = 1/2) as alpha grows.
     """
     lam = np.atleast_1d(np.asarray(lam, dtype=float))
     z = np.linspace(0.0, 40.0, 400_001)[1:]

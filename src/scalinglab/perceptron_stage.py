@@ -13,8 +13,9 @@ from scalinglab.io import read_concat, write_parquet, write_text
 
 
 def lambda_grid(alpha: float, low: float, high: float, count: int) -> np.ndarray:
-    """The lambda grid of one alpha: log-spaced over [low*alpha, high*alpha], following lambda_opt ~ alpha."""
-    return np.geomspace(low * alpha, high * alpha, count)
+    """The norms (the seed's lambda = |w|^2/N) of one alpha: log-spaced over [low*alpha^2, high*alpha^2],
+    following lambda_opt ~ alpha^2."""
+    return np.geomspace(low * alpha**2, high * alpha**2, count)
 
 
 def sweep_alpha(*, N: int, alpha: float, seeds: list[int], lambdas: dict, threads: int, out_path) -> pd.DataFrame:
@@ -23,7 +24,7 @@ def sweep_alpha(*, N: int, alpha: float, seeds: list[int], lambdas: dict, thread
 
     torch.set_num_threads(threads)
     grid = lambda_grid(alpha, lambdas["low"], lambdas["high"], lambdas["count"])
-    frame = sweep(N, [alpha], grid, seeds)
+    frame = sweep(N, [alpha], np.sqrt(grid), seeds)  # the solver takes margin scales, sqrt(lambda)
     unconverged = int((~frame["converged"]).sum())
     if unconverged:
         print(f"warning: {unconverged} of {len(frame)} solutions did not converge", file=sys.stderr)
@@ -37,20 +38,22 @@ def analyse_and_plot(paths: list, *, window, upper_fraction: float, json_path, c
     from scalinglab.implicit_bias import analyse
 
     frame = read_concat(paths)
-    result = analyse(frame, p="P", seed="seed", norm="lam", error="rel_error", window=tuple(window),
-                     upper_fraction=upper_fraction)
+    # the seed's norm lambda = |w|^2/N; the parabola at each minimum spans +-1 in ln lambda
+    # (+-0.5 in the margin scale sqrt(lambda), as the analysis was tuned)
+    result = analyse(frame, p="P", seed="seed", norm="norm", error="rel_error", window=tuple(window),
+                     upper_fraction=upper_fraction, opt_halfwidth=1.0)
     summary = result.to_dict()
     summary["N"] = int(frame["N"].iloc[0])
     summary["alphas"] = sorted(float(a) for a in frame["alpha"].unique())
     summary["unconverged"] = int((~frame["converged"]).sum())
     write_text(json_path, json.dumps(summary, indent=1, default=float))
-    plots.implicit_bias_curves(result.curves, figures["curves"], xlabel="norm λ", ylabel="ε / ε(λ=0)")
+    plots.implicit_bias_curves(result.curves, figures["curves"], xlabel="norm λ = |w|²/N", ylabel="ε / ε(λ=0)")
     plots.implicit_bias_collapse(result.collapse, result.window, figures["collapse"])
     plots.implicit_bias_learning_curve(result, figures["learning"])
     gap = result.gamma_pred - result.gamma_meas
     caption = (
         f"Perceptron (N = {summary['N']}, α = P/N in {summary['alphas'][0]:g}…{summary['alphas'][-1]:g}, "
-        f"{frame['seed'].nunique()} seeds, {frame['lam'].nunique() // frame['alpha'].nunique()} norms λ per α), "
+        f"{frame['seed'].nunique()} seeds, {frame['norm'].nunique() // frame['alpha'].nunique()} norms λ = |w|²/N per α), "
         "relative error ε/ε(λ=0) of the fixed-norm minimiser of the cross-entropy loss.\n\n"
         f"- early-training law ε ≈ k1 λ^-γ1: γ1 = {result.gamma1:.3f} ± {result.gamma1_se:.3f} "
         f"(window λ/λ_opt in {result.window[0]:g}…{result.window[1]:g}, averaged over the larger P)\n"
