@@ -239,6 +239,8 @@ def test_fit_distances_rejects_zero_or_unsorted_distances():
         MLE(k=2).fit_distances(np.ones((5, 2)))
     with pytest.raises(ValueError, match=r"\(n, >=20\)"):
         MLE(k=20).fit_distances(np.ones((5, 10)))
+    with pytest.raises(ValueError, match=r"discard_fraction must be in \(0, 1\)"):  # 0 gives log(0)
+        TwoNN(discard_fraction=0.0).fit_distances(np.array([[1.0, 2.0], [1.0, 3.0], [1.0, 4.0]]))
 
 
 # ------------------------------------------------------------------ manifolds of known dimension
@@ -312,6 +314,11 @@ def test_estimate_subsample_and_single_estimator():
     assert frame.estimator.tolist() == ["twonn"] and frame.n_points.tolist() == [1_000]
     with pytest.raises(ValueError, match="unknown estimator"):
         estimate(X, estimators=("pca",))
+    # duplicates go before the subsample is drawn: 400 distinct points are asked for and used
+    doubled = np.concatenate([X[:500], X[:500]])
+    with pytest.warns(UserWarning, match="dropped 500 duplicate"):
+        frame = estimate(doubled, estimators="twonn", subsample=400, bootstrap=0)
+    assert frame.n_points.tolist() == [400]
 
 
 def test_accepts_torch_tensors():

@@ -186,7 +186,8 @@ def caption(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> str:
         rows.append([dataset, str(int(P)), metric, rule, *cells, f"{by_q.loc[middle, 'slope']:+.4f}"])
     lines += simple_table(header, rows)
     if len(est):
-        lines += ["", f"Estimated intrinsic dimension of each dataset's pixels (dimension stage; MLE with k = {k}):", ""]
+        lines += ["", f"Estimated intrinsic dimension of each dataset's pixels (dimension stage; MLE with k = {k}; "
+                  "its CI is a point bootstrap, which runs narrow):", ""]
         lines += simple_table(["dataset", "TwoNN d-hat", f"MLE(k={k}) d-hat [CI]"],
                             [[name, f"{row['twonn']:.2f}",
                               f"{row[f'mle_k{k}']:.2f} [{row[f'mle_k{k}_lo']:.2f}, {row[f'mle_k{k}_hi']:.2f}]"]
