@@ -74,3 +74,9 @@ class Checkpointer:
         with atomic_path(self.path) as tmp:
             torch.save({"format": FORMAT, "key": self.key, "state": state}, tmp)
         self.last_save = time.monotonic()
+
+
+def discard(path) -> None:
+    """Delete a job's checkpoint once every output of the job is written (None: nothing to do)."""
+    if path:
+        Path(path).unlink(missing_ok=True)

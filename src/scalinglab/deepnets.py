@@ -288,8 +288,9 @@ def train_runs(
     for s in seeds[len(frames):]:  # a resumed call has the finished seeds' frames already
         run_state, resumed = (resumed["run"] if resumed else None), None  # only the first run resumes
 
-        def checkpoint_after(epoch, state, s=s):
+        def checkpoint_after(epoch, run_state, s=s):  # run_state() builds the state only when saving
             if saver.due(epoch, check_every=1):
+                state = run_state()
                 saver.save({"step": f"seed {s}, step {state['step']}", "frames": frames, "run": state})
 
         frames.append(_train_one(data, test, model=model, P=P, seed=s, epochs=epochs, batch=batch, lr=lr,
@@ -301,7 +302,8 @@ def train_runs(
 def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, lr, width, depth, n_logs, dev,
                progress, on_log, checkpoint_after, resume: dict | None) -> pd.DataFrame:
     """One seed: its subset (nested across P), init and batch order all derived from the cell's keys.
-    After an epoch, checkpoint_after(epoch, state) may save `state`; `resume` (such a state) continues one."""
+    After an epoch, checkpoint_after(epoch, state) may save state() (built only then); `resume` (such a
+    state) continues one."""
     idx = subset_indices(data.train_y, P, derive_seed("deepnets-subset", data.name, seed))
     train = Split(to_float(data.train_x[idx], data.mean, data.std, dev), data.train_y[idx].to(dev))
     net = build(model, data.shape, data.n_classes, width, depth, seed=derive_seed("deepnets-init", model, data.name, seed))
@@ -361,10 +363,10 @@ def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, l
         if status != "ok":
             break
         if epoch + 1 < epochs:
-            checkpoint_after(epoch + 1, {"epoch": epoch + 1, "step": step, "rows": rows, "spectral": state,
-                                         "net": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "order_gen": order_gen.get_state(),
-                                         "seconds": time.perf_counter() - started})
+            checkpoint_after(epoch + 1, lambda: {"epoch": epoch + 1, "step": step, "rows": rows, "spectral": state,
+                                                 "net": net.state_dict(), "optimizer": optimizer.state_dict(),
+                                                 "order_gen": order_gen.get_state(),
+                                                 "seconds": time.perf_counter() - started})
     frame = pd.DataFrame(rows)
     frame["status"] = status
     return frame

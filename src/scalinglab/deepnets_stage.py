@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from scalinglab.checkpoint import discard
 from scalinglab.errors import UserError
 from scalinglab.io import read_concat, write_parquet, write_text
 from scalinglab.rst import simple_table
@@ -55,8 +56,7 @@ def train_cell(dataset_path, *, dataset: str, model: str, P: int, seeds: list, s
             print(f"warning: {model} on {dataset}, P = {P}, seed {seed} diverged", file=sys.stderr)
         write_parquet(part, path, {"model": model, "dataset": dataset, "P": int(P), "seed": int(seed),
                                    "settings": settings, "device": device_name, "torch": torch.__version__})
-    if checkpoint:
-        Path(checkpoint).unlink(missing_ok=True)  # every cell is written: the run is complete
+    discard(checkpoint)  # every cell is written: the run is complete
     return frame
 
 

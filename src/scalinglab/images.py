@@ -219,9 +219,9 @@ def train_cells(
         train = _train_ensemble if use_ensemble else _train_single
         resume, resumed = (resumed["group"] if resumed else None), None  # only the first group resumes
 
-        def checkpoint_after(epoch, group_state, c=c):
+        def checkpoint_after(epoch, group_state, c=c):  # group_state() builds the state only when saving
             if saver.due(epoch, check_every=1):
-                saver.save({"step": f"width {c}, epoch {epoch}", "frames": frames, "group": group_state})
+                saver.save({"step": f"width {c}, epoch {epoch}", "frames": frames, "group": group_state()})
 
         frames.append(train(c, group, init_seeds, streams, checkpoint_after=checkpoint_after, resume=resume, **settings))
     return pd.concat(frames, ignore_index=True)[COLUMNS]
@@ -294,7 +294,8 @@ def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: Dev
     the test images in `eval_format`.
 
     Metrics accumulate in device tensors and are read once per epoch, so a CUDA step never waits.
-    After an epoch, checkpoint_after(epoch, state) may save `state`; `resume` (such a state) continues one.
+    After an epoch, checkpoint_after(epoch, state) may save state() (built only then); `resume` (such a
+    state) continues one.
     """
     dev = data.train_x.device
     e = len(seeds)
@@ -348,9 +349,9 @@ def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: Dev
             if progress is not None:
                 progress(row)
         if epoch < epochs and not all(diverged):
-            checkpoint_after(epoch, {"epoch": epoch, "seconds": seconds, "rows": rows, "diverged": diverged,
-                                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "generators": [stream.generator.get_state() for stream in streams]})
+            checkpoint_after(epoch, lambda: {"epoch": epoch, "seconds": seconds, "rows": rows, "diverged": diverged,
+                                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                             "generators": [stream.generator.get_state() for stream in streams]})
         if all(diverged):  # nothing left to learn; the remaining epochs are NaN rows
             last = rows[-e:]
             for later in range(epoch + 1, epochs + 1):

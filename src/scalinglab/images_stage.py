@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
 
+from scalinglab.checkpoint import discard
 from scalinglab.dimension_stage import x_estimates
 from scalinglab.errors import UserError
 from scalinglab.io import write_parquet, write_text
@@ -88,8 +88,7 @@ def train_bundle(data_path, *, dataset: str, P, width: int, seeds: list[int], ep
     for seed, path in zip(seeds, out_paths):
         cell = frame[frame["seed"] == seed].reset_index(drop=True)
         write_parquet(cell, path, provenance({**settings, "seed": seed}, str(dev), seconds))
-    if checkpoint:
-        Path(checkpoint).unlink(missing_ok=True)  # every cell is written: the run is complete
+    discard(checkpoint)  # every cell is written: the run is complete
     return frame
 
 

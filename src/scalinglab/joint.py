@@ -20,13 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.io import json_float
-from scalinglab.joint_chinchilla import (
-    CHINCHILLA_DRAW_STARTS,
-    chinchilla_fit,
-    chinchilla_grid,
-    chinchilla_natural,
-    chinchilla_point,
-)
+from scalinglab.joint_chinchilla import chinchilla_draws, chinchilla_natural, chinchilla_point
 from scalinglab.joint_data import PARAMS, JointData, check_options, design_counts, enough, read_joint_data
 from scalinglab.joint_vpro import EXPONENT_BOUNDS, vpro_draws, vpro_point
 
@@ -139,17 +133,9 @@ def _bootstrap(data: JointData, method: str, point: np.ndarray, draws: int, seed
     elif method == "vpro":  # in chunks: the exponent grid costs memory per draw
         fitted = np.vstack([vpro_draws(data, W[k : k + _DRAW_CHUNK]) for k in range(0, len(W), _DRAW_CHUNK)])
     else:
-        # All draws in one batch (the L-BFGS loop runs as long as its slowest problem, so chunks
-        # would pay that tail again). Each draw starts from the full-data optimum and from the grid
-        # starts that screen best on the full data: a few draws have local optima that one start misses.
-        with np.errstate(divide="ignore"):
-            optimum = np.array([np.log(point[0]), np.log(point[1]) - point[3] * data.log_n0, np.log(point[2]) - point[4] * data.log_p0, point[3], point[4]])
-        optimum = np.nan_to_num(optimum, neginf=-50.0)  # E = 0 exactly
-        starts = np.vstack([optimum, chinchilla_grid(data)[: CHINCHILLA_DRAW_STARTS - 1]])
-        theta, _, done = chinchilla_fit(data, W, starts)
-        fitted = chinchilla_natural(theta, data)
-        if not done.all():
-            notes.append(f"{int((~done).sum())} bootstrap refits hit the L-BFGS iteration limit")
+        fitted, stopped = chinchilla_draws(data, W, point)
+        if stopped:
+            notes.append(f"{stopped} bootstrap refits hit the L-BFGS iteration limit")
     finite = np.all(np.isfinite(fitted), axis=1)
     failures = draws - int(finite.sum())
     if failures:
@@ -173,10 +159,11 @@ def _extrapolation_errors(data: JointData, method: str) -> tuple[dict[str, float
     return errors, notes
 
 
-def _diagnostics(data: JointData, params: np.ndarray, method: str, names: tuple[str, str]) -> list[str]:
+def _diagnostics(data: JointData, counts: tuple[int, int, int], params: np.ndarray, method: str,
+                 names: tuple[str, str]) -> list[str]:
     n_name, p_name = names
     notes = []
-    n_sizes, p_sizes, configs = design_counts(data.N, data.P)
+    n_sizes, p_sizes, configs = counts
     if n_sizes < 5 or p_sizes < 5 or configs < 3 * len(PARAMS):
         notes.append(
             f"too few configurations: {n_sizes} distinct {n_name}, {p_sizes} distinct {p_name}, {configs} configurations "
@@ -218,8 +205,8 @@ def fit_joint(
     method "vpro": relative least squares by variable projection (exponent search with exact NNLS
     for E, A, B >= 0). method "chinchilla": Huber (delta 1e-3) on log y, L-BFGS from a grid of starts.
     CIs: percentile intervals from `bootstrap` refits on resampled clusters (the distinct values of the
-    `cluster` column or columns: runs or seeds; every row its own cluster when None). They run a little short of nominal: on 6 x 6
-    configurations x 3 seeds with 5% log-normal noise, 95% intervals covered alpha/beta in 93.5%/92%
+    `cluster` column or columns: runs or seeds; every row its own cluster when None). They run a
+    little short of nominal: on 6 x 6 configurations x 3 seeds with 5% log-normal noise, 95% intervals covered alpha/beta in 93.5%/92%
     of 400 replicates (vpro, 200 draws) and 96%/95% (chinchilla, 50 draws). `extrapolation` adds two
     refits that hold out the largest n and the largest p and score those rows (mean |log error|).
     """
@@ -234,13 +221,14 @@ def fit_joint(
             lo, hi = np.percentile(draws[:, k], [tail, 100 - tail])
             ci[name] = (float(lo), float(hi))
     extrapolation_error, extrapolation_notes = _extrapolation_errors(data, method) if extrapolation else ({}, [])
-    notes += _diagnostics(data, params, method, (n, p)) + bootstrap_notes + extrapolation_notes
+    counts = design_counts(data.N, data.P)
+    notes += _diagnostics(data, counts, params, method, (n, p)) + bootstrap_notes + extrapolation_notes
     return JointFit(
         *map(float, params),
         ci=ci,
         method=method,
         n_points=len(data.y),
-        n_configs=design_counts(data.N, data.P)[2],
+        n_configs=counts[2],
         n_clusters=data.n_clusters,
         confidence=confidence,
         bootstrap=int(bootstrap),

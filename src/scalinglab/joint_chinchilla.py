@@ -2,7 +2,8 @@
 
 Huber (delta 1e-3) on log L, with log L̂ = LSE(e, a - alpha log N, b - beta log P), minimised by a
 vectorised L-BFGS (`_lbfgs`) from the best starts of Hoffmann et al.'s grid (`chinchilla_grid`);
-`chinchilla_fit` solves many bootstrap draws at once, `chinchilla_point` the full data.
+`chinchilla_fit` solves many weightings at once; `chinchilla_point` fits the full data, `chinchilla_draws`
+the bootstrap draws.
 """
 
 from __future__ import annotations
@@ -215,6 +216,26 @@ def chinchilla_natural(theta: np.ndarray, data: JointData) -> np.ndarray:
     e, a, b, alpha, beta = np.atleast_2d(theta).T
     with np.errstate(over="ignore"):
         return np.column_stack([np.exp(e), np.exp(a + alpha * data.log_n0), np.exp(b + beta * data.log_p0), alpha, beta])
+
+
+def chinchilla_centred(params: np.ndarray, data: JointData) -> np.ndarray:
+    """(E, A, B, alpha, beta) -> (e, a_c, b_c, alpha, beta), the inverse of chinchilla_natural; E = 0 maps
+    to e = -50 (exp(-50) ~ 0), a finite start."""
+    E, A, B, alpha, beta = params
+    with np.errstate(divide="ignore"):
+        theta = np.array([np.log(E), np.log(A) - alpha * data.log_n0, np.log(B) - beta * data.log_p0, alpha, beta])
+    return np.nan_to_num(theta, neginf=-50.0)
+
+
+def chinchilla_draws(data: JointData, W: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, int]:
+    """Refits for the bootstrap weight vectors W (D, n): natural parameters (D, 5), and how many refits
+    hit the L-BFGS iteration limit. All draws run in one batch (the L-BFGS loop runs as long as its
+    slowest problem, so chunks would pay that tail again). Each draw starts from the full-data optimum
+    `point` and from the grid starts that screen best on the full data: a few draws have local optima
+    that one start misses."""
+    starts = np.vstack([chinchilla_centred(point, data), chinchilla_grid(data)[: CHINCHILLA_DRAW_STARTS - 1]])
+    theta, _, done = chinchilla_fit(data, W, starts)
+    return chinchilla_natural(theta, data), int((~done).sum())
 
 
 def chinchilla_point(data: JointData):

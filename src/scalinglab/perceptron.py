@@ -477,12 +477,13 @@ def gd_trajectory(
         if step in marks:
             kept.append(w.clone())
             loss = float(torch.nn.functional.softplus(-2.0 * margins).sum())
+            lam = float(w.norm()) / math.sqrt(n)
             rows.append(
                 {
                     "step": step,
                     "time": step * lr,
-                    "lam": float(w.norm()) / math.sqrt(n),
-                    "norm": float(w.norm()) ** 2 / n,
+                    "lam": lam,
+                    "norm": lam**2,
                     "error": float(generalisation_error(w[None], data.teacher)[0]),
                     "loss": loss,
                 }

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from scalinglab.checkpoint import discard
 from scalinglab.config import format_train_size, parse_train_size
 from scalinglab.engine import MLPEnsemble, pick_device, student_param_count, train
 from scalinglab.io import atomic_path, write_parquet, write_text
@@ -134,8 +134,7 @@ def _train_bundle_on(dev, train_path, test_path, *, d, width, P, seeds, schedule
     for e, (seed, path) in enumerate(zip(seeds, out_paths)):
         frame = cell_frame(logs, e, d=d, w=w, width=width, P=P_value, seed=seed)
         write_parquet(frame, path, provenance({**settings, "seed": seed}, str(dev), seconds))
-    if checkpoint:
-        Path(checkpoint).unlink(missing_ok=True)  # every cell is written: the run is complete
+    discard(checkpoint)  # every cell is written: the run is complete
 
 
 def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float, seed: int) -> pd.DataFrame:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
 
 from scalinglab.errors import UserError
+from scalinglab.io import json_float
 
 ESTIMATORS = ("twonn", "mle")
 DEFAULT_KS = (5, 10, 20, 50)
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         {
             "estimator": row.estimator,
             "k": None if row.estimator == "twonn" else int(row.k),
-            "dimension": _number(row.dimension),
-            "ci": [_number(row.ci_lo), _number(row.ci_hi)],
+            "dimension": json_float(row.dimension),
+            "ci": [json_float(row.ci_lo), json_float(row.ci_hi)],
             "n_points": int(row.n_points),
         }
         for row in frame.itertuples(index=False)
@@ -83,10 +83,6 @@ def run(args: argparse.Namespace) -> int:
             k = "-" if r["k"] is None else r["k"]
             print(f"{r['estimator']:<10} {k:>4} {r['dimension']:>10.2f}  {ci:<17} {r['n_points']:>8}")
     return 0
-
-
-def _number(value: float):
-    return float(value) if math.isfinite(value) else None
 
 
 def _read_points(path: Path, columns: list[str] | None):
