@@ -116,6 +116,17 @@ def test_report_builds(finished_run):
     assert (finished_run / "report.html").stat().st_size > 10_000
 
 
+def test_generated_captions_are_clean_rst(finished_run):
+    """Snakemake renders captions as RST: a stray '|w|' or '*' would print warnings into the report."""
+    import docutils.core
+
+    captions = sorted((finished_run / "results" / "report").glob("*.rst"))
+    assert len(captions) >= 5
+    for path in captions:
+        docutils.core.publish_parts(path.read_text(), writer_name="html",
+                                    settings_overrides={"report_level": 2, "halt_level": 2, "warning_stream": False})
+
+
 def test_nothing_to_do_after_a_run(finished_run):
     assert [rule for rule, _ in planned_jobs(finished_run)] == []
 
