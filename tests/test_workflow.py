@@ -123,7 +123,7 @@ def test_generated_captions_are_clean_rst(finished_run):
     captions = sorted((finished_run / "results" / "report").glob("*.rst"))
     assert len(captions) >= 5
     for path in captions:
-        docutils.core.publish_parts(path.read_text(), writer_name="html",
+        docutils.core.publish_parts(path.read_text(), writer="html",
                                     settings_overrides={"report_level": 2, "halt_level": 2, "warning_stream": False})
 
 
