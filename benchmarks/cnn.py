@@ -106,8 +106,13 @@ def loader_costs(data: ImageData, P: int, padding: int) -> tuple[float, float]:
     """CPU seconds for one pass of the plain DataLoader over P images, with and without the
     per-image transforms (without: indexing and collation only)."""
     x = data.train_x[:P].float() / 255
-    tf = T.Compose([T.RandomHorizontalFlip(), T.RandomCrop(data.shape[1], padding=padding),
-                    T.Normalize(data.meta["mean"], data.meta["std"])])
+    tf = T.Compose(
+        [
+            T.RandomHorizontalFlip(),
+            T.RandomCrop(data.shape[1], padding=padding),
+            T.Normalize(data.meta["mean"], data.meta["std"]),
+        ]
+    )
     costs = []
     for transform in (tf, lambda image: image):
         start = time.process_time()
@@ -160,8 +165,12 @@ def timed(fn, device="cpu"):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", choices=["fashion-mnist", "random"], default="fashion-mnist",
-                        help="random: CIFAR-shaped 3x32x32 uint8 noise (the seed's input shape)")
+    parser.add_argument(
+        "--data",
+        choices=["fashion-mnist", "random"],
+        default="fashion-mnist",
+        help="random: CIFAR-shaped 3x32x32 uint8 noise (the seed's input shape)",
+    )
     parser.add_argument("--root", default="resources/datasets")
     parser.add_argument("--P", type=int, default=4096)
     parser.add_argument("--epochs", type=int, default=2)
@@ -177,40 +186,69 @@ def main() -> None:
     data, source = load_data(args.root, args.data)
     padding = 4
     cells = len(args.widths) * len(args.seeds)
-    print(f"data: {source}; P = {args.P}, test = {len(data.test_y)}, {data.shape}; widths {args.widths}, "
-          f"seeds {args.seeds}: {cells} cells x {args.epochs} epochs, device {device}"
-          + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ", threads 1"))
+    print(
+        f"data: {source}; P = {args.P}, test = {len(data.test_y)}, {data.shape}; widths {args.widths}, "
+        f"seeds {args.seeds}: {cells} cells x {args.epochs} epochs, device {device}"
+        + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ", threads 1")
+    )
 
     # Untimed warm-up of both on the same shapes: oneDNN builds its kernels on first use, per shape.
     warm = datasets.subset(data, 256, 0)
-    images.train_cells(warm, widths=args.widths, seeds=args.seeds[:1], P=256, epochs=1, augment="flip_crop",
-                       padding=padding, device=device)
+    images.train_cells(
+        warm,
+        widths=args.widths,
+        seeds=args.seeds[:1],
+        P=256,
+        epochs=1,
+        augment="flip_crop",
+        padding=padding,
+        device=device,
+    )
     plain_loop(warm, args.widths, args.seeds[:1], 256, 1, padding, device)
 
-    frame, engine_wall, engine_cpu = timed(lambda: images.train_cells(
-        data, widths=args.widths, seeds=args.seeds, P=args.P, epochs=args.epochs, augment="flip_crop",
-        padding=padding, device=device), device)
+    frame, engine_wall, engine_cpu = timed(
+        lambda: images.train_cells(
+            data,
+            widths=args.widths,
+            seeds=args.seeds,
+            P=args.P,
+            epochs=args.epochs,
+            augment="flip_crop",
+            padding=padding,
+            device=device,
+        ),
+        device,
+    )
     print(f"engine (train_cells):  wall {engine_wall:7.1f} s  cpu {engine_cpu:7.1f} s")
     (plain, parts), plain_wall, plain_cpu = timed(
-        lambda: plain_loop(data, args.widths, args.seeds, args.P, args.epochs, padding, device), device)
+        lambda: plain_loop(data, args.widths, args.seeds, args.P, args.epochs, padding, device), device
+    )
     print(f"plain DataLoader loop: wall {plain_wall:7.1f} s  cpu {plain_cpu:7.1f} s")
     # the ratio's clock: CPU time on a CPU (less disturbed by other load), wall time with a GPU
     clock, plain_s, engine_s = ("CPU", plain_cpu, engine_cpu) if device == "cpu" else ("wall", plain_wall, engine_wall)
-    print(f"  where the plain loop's {clock} time goes: "
-          + ", ".join(f"{name} {sec:.1f} s ({sec / plain_s:.0%})" for name, sec in parts.items()))
+    print(
+        f"  where the plain loop's {clock} time goes: "
+        + ", ".join(f"{name} {sec:.1f} s ({sec / plain_s:.0%})" for name, sec in parts.items())
+    )
     with_tf, without_tf = loader_costs(data, args.P, padding)
-    print(f"  one DataLoader pass over P images: {with_tf:.2f} s with per-image transforms, "
-          f"{without_tf:.2f} s without (indexing + collation)")
+    print(
+        f"  one DataLoader pass over P images: {with_tf:.2f} s with per-image transforms, "
+        f"{without_tf:.2f} s without (indexing + collation)"
+    )
     if device == "cpu":
         c = max(args.widths)
         default, channels_last = layout_costs(data, c)
-        print(f"  ConvNet({c}) step, batch 128: {default * 1e3:.1f} ms default layout, "
-              f"{channels_last * 1e3:.1f} ms channels_last")
+        print(
+            f"  ConvNet({c}) step, batch 128: {default * 1e3:.1f} ms default layout, "
+            f"{channels_last * 1e3:.1f} ms channels_last"
+        )
 
     final = frame[frame["epoch"] == args.epochs].set_index(["width", "seed"])["val_acc"]
     for row in plain:
-        print(f"  width {row['width']:2d} seed {row['seed']}: val_acc engine {final[(row['width'], row['seed'])]:.3f}"
-              f"  plain {row['val_acc']:.3f}")
+        print(
+            f"  width {row['width']:2d} seed {row['seed']}: val_acc engine {final[(row['width'], row['seed'])]:.3f}"
+            f"  plain {row['val_acc']:.3f}"
+        )
     print(f"wall-clock ratio: {plain_wall / engine_wall:.1f}")
     print(f"speedup: {plain_s / engine_s:.1f}")
 

@@ -43,8 +43,15 @@ def ours(X: np.ndarray, k: int, method: str = "auto") -> dict:
     twonn = TwoNN(discard_fraction=0.1).fit_distances(dist)
     mle = MLE(k=k).fit_distances(dist)
     total_s = time.perf_counter() - start
-    return {"twonn": twonn, "mle": mle, "knn_s": knn_s, "total_s": total_s, "cpu_s": time.process_time() - cpu_start,
-            "dist": dist, "info": info}
+    return {
+        "twonn": twonn,
+        "mle": mle,
+        "knn_s": knn_s,
+        "total_s": total_s,
+        "cpu_s": time.process_time() - cpu_start,
+        "dist": dist,
+        "info": info,
+    }
 
 
 def matmul_gflops() -> float:
@@ -77,38 +84,58 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skdim-subsample", type=int, metavar="M",
-                        help="run skdim (and ours again, for agreement) on M of the points; default: all")
+    parser.add_argument(
+        "--skdim-subsample",
+        type=int,
+        metavar="M",
+        help="run skdim (and ours again, for agreement) on M of the points; default: all",
+    )
     parser.add_argument("--skip-skdim", action="store_true", help="time ours only")
     parser.add_argument("--method", choices=("auto", "full", "pruned"), default="auto", help="our k-NN pass")
-    parser.add_argument("--compare-full", action="store_true",
-                        help="also time the full (unpruned) k-NN pass on the same points and compare distances")
+    parser.add_argument(
+        "--compare-full",
+        action="store_true",
+        help="also time the full (unpruned) k-NN pass on the same points and compare distances",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     X = manifold_points(args.n, args.dim, args.latent, args.lengthscale, args.seed)
-    print(f"data: {args.n} x {args.dim} float32, a {args.latent}-dimensional manifold (random Fourier features, "
-          f"lengthscale {args.lengthscale}); torch threads {torch.get_num_threads()}, CPU cores {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"data: {args.n} x {args.dim} float32, a {args.latent}-dimensional manifold (random Fourier features, "
+        f"lengthscale {args.lengthscale}); torch threads {torch.get_num_threads()}, CPU cores {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     gflops = matmul_gflops()
     floor_s = args.n**2 * (args.dim + 2) / (gflops * 1e9)  # half of the n^2 distances, 2 flops per term
-    print(f"float32 matmul here now: {gflops:.0f} GFLOPS, so the upper-triangle distance matmul alone takes >= {floor_s:.0f} s")
+    print(
+        f"float32 matmul here now: {gflops:.0f} GFLOPS, so the upper-triangle distance matmul alone takes >= {floor_s:.0f} s"
+    )
     result = ours(X, args.k, args.method)
     tw, ml = result["twonn"], result["mle"]
-    print(f"ours  TwoNN {tw.dimension_:.3f} [{tw.ci_[0]:.3f}, {tw.ci_[1]:.3f}]   MLE(k={args.k}) {ml.dimension_:.3f} "
-          f"[{ml.ci_[0]:.3f}, {ml.ci_[1]:.3f}]   k-NN {result['knn_s']:.1f} s, total {result['total_s']:.1f} s "
-          f"(CPU time {result['cpu_s']:.1f} s over {args.threads} threads)")
+    print(
+        f"ours  TwoNN {tw.dimension_:.3f} [{tw.ci_[0]:.3f}, {tw.ci_[1]:.3f}]   MLE(k={args.k}) {ml.dimension_:.3f} "
+        f"[{ml.ci_[0]:.3f}, {ml.ci_[1]:.3f}]   k-NN {result['knn_s']:.1f} s, total {result['total_s']:.1f} s "
+        f"(CPU time {result['cpu_s']:.1f} s over {args.threads} threads)"
+    )
     info = result["info"]
-    details = ", ".join(f"{key} {info[key]:,}" if isinstance(info[key], int) else f"{key} {info[key]:.3g}"
-                        for key in ("projection_dims", "open_rows", "predicted_cost_ratio") if key in info)
-    print(f"k-NN pass: {info['method']}; exact pair distances computed: {info['exact_pairs']:,} of {info['all_pairs']:,} "
-          f"({info['pair_fraction']:.2%}){'; ' + details if details else ''}")
+    details = ", ".join(
+        f"{key} {info[key]:,}" if isinstance(info[key], int) else f"{key} {info[key]:.3g}"
+        for key in ("projection_dims", "open_rows", "predicted_cost_ratio")
+        if key in info
+    )
+    print(
+        f"k-NN pass: {info['method']}; exact pair distances computed: {info['exact_pairs']:,} of {info['all_pairs']:,} "
+        f"({info['pair_fraction']:.2%}){'; ' + details if details else ''}"
+    )
     if args.compare_full:
         start = time.perf_counter()
         full = knn_distances(X, args.k, method="full")
         full_s = time.perf_counter() - start
-        print(f"full pass (no pruning) on the same points: k-NN {full_s:.1f} s, {full_s / result['knn_s']:.2f}x our k-NN time; "
-              f"max relative difference of the {args.k} distances {np.max(np.abs(result['dist'] / full - 1)):.1e}")
+        print(
+            f"full pass (no pruning) on the same points: k-NN {full_s:.1f} s, {full_s / result['knn_s']:.2f}x our k-NN time; "
+            f"max relative difference of the {args.k} distances {np.max(np.abs(result['dist'] / full - 1)):.1e}"
+        )
 
     if not args.skip_skdim:
         Xs, mine = X, result
@@ -116,15 +143,23 @@ def main() -> None:
             pick = np.sort(np.random.default_rng(args.seed).choice(len(X), args.skdim_subsample, replace=False))
             Xs = X[pick]
             mine = ours(Xs, args.k)
-            print(f"ours on the {len(Xs)}-point subsample: TwoNN {mine['twonn'].dimension_:.3f}  MLE "
-                  f"{mine['mle'].dimension_:.3f}  total {mine['total_s']:.1f} s")
+            print(
+                f"ours on the {len(Xs)}-point subsample: TwoNN {mine['twonn'].dimension_:.3f}  MLE "
+                f"{mine['mle'].dimension_:.3f}  total {mine['total_s']:.1f} s"
+            )
         sk = skdim_estimates(Xs, args.k)
-        print(f"skdim TwoNN {sk['twonn']:.3f} in {sk['twonn_s']:.1f} s   MLE(k={args.k}) {sk['mle']:.3f} in {sk['mle_s']:.1f} s"
-              f"   ({len(Xs)} points)")
-        print(f"agreement: TwoNN {mine['twonn'].dimension_ / sk['twonn'] - 1:+.2e}  MLE {mine['mle'].dimension_ / sk['mle'] - 1:+.2e} "
-              "(relative difference, ours / skdim - 1)")
-        print(f"speed: skdim TwoNN + MLE {sk['twonn_s'] + sk['mle_s']:.1f} s vs ours {mine['total_s']:.1f} s: "
-              f"{(sk['twonn_s'] + sk['mle_s']) / mine['total_s']:.1f}x")
+        print(
+            f"skdim TwoNN {sk['twonn']:.3f} in {sk['twonn_s']:.1f} s   MLE(k={args.k}) {sk['mle']:.3f} in {sk['mle_s']:.1f} s"
+            f"   ({len(Xs)} points)"
+        )
+        print(
+            f"agreement: TwoNN {mine['twonn'].dimension_ / sk['twonn'] - 1:+.2e}  MLE {mine['mle'].dimension_ / sk['mle'] - 1:+.2e} "
+            "(relative difference, ours / skdim - 1)"
+        )
+        print(
+            f"speed: skdim TwoNN + MLE {sk['twonn_s'] + sk['mle_s']:.1f} s vs ours {mine['total_s']:.1f} s: "
+            f"{(sk['twonn_s'] + sk['mle_s']) / mine['total_s']:.1f}x"
+        )
     print(f"seconds: {result['total_s']:.1f}")
 
 

@@ -46,7 +46,11 @@ def plain_loop(xs, ys, members: int, steps: int, device) -> float:
     for member in range(members):
         torch.manual_seed(member)
         model = torch.nn.Sequential(
-            torch.nn.Linear(W, WIDTH), torch.nn.ReLU(), torch.nn.Linear(WIDTH, WIDTH), torch.nn.ReLU(), torch.nn.Linear(WIDTH, 1)
+            torch.nn.Linear(W, WIDTH),
+            torch.nn.ReLU(),
+            torch.nn.Linear(WIDTH, WIDTH),
+            torch.nn.ReLU(),
+            torch.nn.Linear(WIDTH, 1),
         ).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         for step in range(10):  # warm-up, not timed
@@ -98,17 +102,23 @@ def main() -> None:
     xs, ys = x.view(args.steps, BATCH, W).contiguous(), y.view(args.steps, BATCH).contiguous()
     flop_per_model_step = 6 * student_param_count(WIDTH, W) * BATCH
 
-    print(f"device: {device}, threads: {args.threads}, members: {args.members}, steps: {args.steps}, width {WIDTH}, batch {BATCH}")
+    print(
+        f"device: {device}, threads: {args.threads}, members: {args.members}, steps: {args.steps}, width {WIDTH}, batch {BATCH}"
+    )
     ceiling = matmul_flops(device)
     print(f"matmul ceiling: {ceiling / 1e9:.1f} GFLOP/s")
     plain = plain_loop(xs, ys, args.members, args.steps, device)
-    print(f"plain nn.Module + Adam: {plain:,.0f} model-steps/s ({plain * flop_per_model_step / ceiling:.0%} of ceiling)")
+    print(
+        f"plain nn.Module + Adam: {plain:,.0f} model-steps/s ({plain * flop_per_model_step / ceiling:.0%} of ceiling)"
+    )
     results = {}
     for compile in (False, True):
         rate, warmup = engine(xs, ys, args.members, args.steps, device, compile)
         results[compile] = rate
         name = "engine, compiled" if compile else "engine, eager"
-        print(f"{name}: {rate:,.0f} model-steps/s ({rate * flop_per_model_step / ceiling:.0%} of ceiling, warm-up {warmup:.1f}s)")
+        print(
+            f"{name}: {rate:,.0f} model-steps/s ({rate * flop_per_model_step / ceiling:.0%} of ceiling, warm-up {warmup:.1f}s)"
+        )
     best = max(results.values())
     print(f"speedup: {best / plain:.1f}")
     print(f"ceiling_fraction: {best * flop_per_model_step / ceiling:.2f}")

@@ -54,22 +54,44 @@ def tiny_with(section: str, **values) -> dict:
 
 
 CONFIGS = {
-    "wrong type: seeds as a string": (tiny_with("teacher_student", seeds="0,1"), "teacher_student.seeds: '0,1' is not of type 'array'"),
-    "wrong type: a bool for an integer": (tiny_with("teacher_student", bootstrap=True), "teacher_student.bootstrap: True is not of type 'integer'"),
-    "wrong type: a section as a list": ({**tiny_config(), "dimension": [5, 10]}, "dimension: [5, 10] is not of type 'object'"),
-    "NaN in a number (.nan)": (tiny_with("teacher_student", quantile=math.nan), "teacher_student.quantile: nan is not a finite number"),
+    "wrong type: seeds as a string": (
+        tiny_with("teacher_student", seeds="0,1"),
+        "teacher_student.seeds: '0,1' is not of type 'array'",
+    ),
+    "wrong type: a bool for an integer": (
+        tiny_with("teacher_student", bootstrap=True),
+        "teacher_student.bootstrap: True is not of type 'integer'",
+    ),
+    "wrong type: a section as a list": (
+        {**tiny_config(), "dimension": [5, 10]},
+        "dimension: [5, 10] is not of type 'object'",
+    ),
+    "NaN in a number (.nan)": (
+        tiny_with("teacher_student", quantile=math.nan),
+        "teacher_student.quantile: nan is not a finite number",
+    ),
     "infinite learning rate": (
         tiny_with("teacher_student", schedule={"kind": "onecycle", "steps": 60, "batch": 50, "max_lr": math.inf}),
         "teacher_student.schedule.max_lr: inf is not a finite number",
     ),
     "unknown nested key": (tiny_with("dimension", kss=[5]), "unknown key dimension.kss"),
     "empty grid: alphas": (tiny_with("perceptron", alphas=[]), "perceptron.alphas"),
-    "duplicate grid values": (tiny_with("teacher_student", widths=[8, 8]), "teacher_student.widths: [8, 8] has non-unique elements"),
-    "contradiction: reference_k not among ks": (tiny_with("dimension", reference_k=50), "dimension.reference_k: 50 is not one of dimension.ks"),
-    "contradiction: lambda grid low above high": (
-        tiny_with("perceptron", lambdas={"low": 2.0, "high": 0.5, "count": 5}), "perceptron.lambdas: low must be below high",
+    "duplicate grid values": (
+        tiny_with("teacher_student", widths=[8, 8]),
+        "teacher_student.widths: [8, 8] has non-unique elements",
     ),
-    "contradiction: window reversed": (tiny_with("perceptron", window=[0.2, 0.02]), "perceptron.window: [0.2, 0.02] must be [low, high]"),
+    "contradiction: reference_k not among ks": (
+        tiny_with("dimension", reference_k=50),
+        "dimension.reference_k: 50 is not one of dimension.ks",
+    ),
+    "contradiction: lambda grid low above high": (
+        tiny_with("perceptron", lambdas={"low": 2.0, "high": 0.5, "count": 5}),
+        "perceptron.lambdas: low must be below high",
+    ),
+    "contradiction: window reversed": (
+        tiny_with("perceptron", window=[0.2, 0.02]),
+        "perceptron.window: [0.2, 0.02] must be [low, high]",
+    ),
     "contradiction: schedule for a d not in the grid": (
         tiny_with("teacher_student", schedule_by_d={7: {"kind": "onecycle", "steps": 9, "batch": 2, "max_lr": 0.1}}),
         "teacher_student.schedule_by_d: d=[7] not in teacher_student.d",
@@ -88,8 +110,10 @@ def config_runs(tmp_path_factory):
     """All config cases' dry runs, three at a time (each is a Snakemake start-up, seconds of CPU)."""
     base = tmp_path_factory.mktemp("configs")
     with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {case: pool.submit(snakemake_dry_run, config, base / f"case{i}")
-                   for i, (case, (config, _)) in enumerate(CONFIGS.items())}
+        futures = {
+            case: pool.submit(snakemake_dry_run, config, base / f"case{i}")
+            for i, (case, (config, _)) in enumerate(CONFIGS.items())
+        }
         return {case: future.result() for case, future in futures.items()}
 
 
@@ -111,7 +135,10 @@ def tables(tmp_path_factory):
     rng = np.random.default_rng(0)
     rows = [
         {"d": d, "N": n, "seed": s, "step": step, "test_loss": n**-0.5 * (1 + 0.1 * rng.random()), "P": 100 * n}
-        for d in (2, 3) for n in (10, 20, 40, 80) for s in (0, 1) for step in (1, 2)
+        for d in (2, 3)
+        for n in (10, 20, 40, 80)
+        for s in (0, 1)
+        for step in (1, 2)
     ]
     good = pd.DataFrame(rows)
     good.to_parquet(folder / "runs.parquet")
@@ -151,9 +178,13 @@ CLI_CASES = {
     "fit: a size of zero": (["fit", "zero_size.parquet", "--x", "N", "--y", "test_loss", "--group", "d"], "<= 0"),
     "fit: text in a numeric column": (["fit", "text_loss.csv", "--x", "N", "--y", "test_loss"], "is not numeric"),
     "fit: empty CSV": (["fit", "empty.csv", "--x", "N", "--y", "test_loss"], "cannot read it as csv"),
-    "fit: a filter matching nothing": (["fit", "runs.parquet", "--x", "N", "--y", "test_loss", "--filter", "d=9"], "matches no rows"),
+    "fit: a filter matching nothing": (
+        ["fit", "runs.parquet", "--x", "N", "--y", "test_loss", "--filter", "d=9"],
+        "matches no rows",
+    ),
     "fit: joint law with NaN values": (
-        ["fit", "nan.parquet", "--law", "joint", "--n", "N", "--p", "P", "--y", "test_loss"], "NaN/inf value(s)",
+        ["fit", "nan.parquet", "--law", "joint", "--n", "N", "--p", "P", "--y", "test_loss"],
+        "NaN/inf value(s)",
     ),
     "dimension: non-existent path": (["dimension", "missing.npy"], "no such file"),
     "dimension: truncated .npy": (["dimension", "truncated.npy"], "cannot read it as .npy"),
@@ -162,10 +193,19 @@ CLI_CASES = {
     "dimension: no numeric column": (["dimension", "names.csv"], "no numeric columns"),
     "dimension: missing column": (["dimension", "points_nan.parquet", "--columns", "a", "z"], "missing column(s) z"),
     "implicit-bias: missing column": (["implicit-bias", "runs.parquet"], "missing column(s) norm, error"),
-    "implicit-bias: all-NaN errors": (["implicit-bias", "bias_all_nan.parquet"], "need at least three distinct P values"),
+    "implicit-bias: all-NaN errors": (
+        ["implicit-bias", "bias_all_nan.parquet"],
+        "need at least three distinct P values",
+    ),
     "implicit-bias: truncated Parquet": (["implicit-bias", "truncated.parquet"], "truncated or damaged"),
-    "import-tensorboard: non-existent path": (["import-tensorboard", "no-logs", "-o", "out.parquet"], "no such directory"),
-    "import-tensorboard: corrupted event file": (["import-tensorboard", "tb", "-o", "out.parquet", "--strict"], "truncated or corrupted"),
+    "import-tensorboard: non-existent path": (
+        ["import-tensorboard", "no-logs", "-o", "out.parquet"],
+        "no such directory",
+    ),
+    "import-tensorboard: corrupted event file": (
+        ["import-tensorboard", "tb", "-o", "out.parquet", "--strict"],
+        "truncated or corrupted",
+    ),
     "import-tensorboard: output not Parquet": (["import-tensorboard", "tb", "-o", "out.csv"], "written as Parquet"),
 }
 
@@ -235,7 +275,10 @@ def test_truncated_cifar_archive_is_refused_and_leaves_nothing(tmp_path, monkeyp
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(src, arcname="cifar-10-batches-py")
     # the table accepts this archive, as it accepts the real one
-    table = [(f, hashlib.md5(archive.read_bytes()).hexdigest() if f == archive.name else m) for f, m in datasets.CHECKSUMS["cifar10"]]
+    table = [
+        (f, hashlib.md5(archive.read_bytes()).hexdigest() if f == archive.name else m)
+        for f, m in datasets.CHECKSUMS["cifar10"]
+    ]
     monkeypatch.setitem(datasets.CHECKSUMS, "cifar10", table)
     archive.write_bytes(archive.read_bytes()[:-40])
     root = tmp_path / "datasets"

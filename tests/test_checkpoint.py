@@ -30,9 +30,21 @@ def data(tmp_path_factory):
 def bundle(data, out_dir, seeds=SEEDS, checkpoint=None, every_s=0.0, P="inf"):
     """P = inf streams through the 5,000 points; P = 5000 samples batches from them at random."""
     out_paths = [out_dir / f"seed~{s}.parquet" for s in seeds]
-    train_bundle(data / "train.pt", data / "test.pt", d=3, width=6, P=P, seeds=seeds, schedule=SCHEDULE,
-                 n_evals=12, device="cpu", compile=False, out_paths=out_paths, checkpoint=checkpoint,
-                 checkpoint_every_s=every_s)
+    train_bundle(
+        data / "train.pt",
+        data / "test.pt",
+        d=3,
+        width=6,
+        P=P,
+        seeds=seeds,
+        schedule=SCHEDULE,
+        n_evals=12,
+        device="cpu",
+        compile=False,
+        out_paths=out_paths,
+        checkpoint=checkpoint,
+        checkpoint_every_s=every_s,
+    )
     return [pd.read_parquet(path)[METRICS] for path in out_paths]
 
 

@@ -145,7 +145,9 @@ def test_each_rules_env_names_what_its_code_imports(name, smk, conda, script):
     assert missing_packages(env, imports) == [], f"rule {name}: {conda.name} lacks packages"
     # the scripts import the package itself: the env installs it from the repository
     pips = [spec for dep in env["dependencies"] if isinstance(dep, dict) for spec in dep.get("pip") or []]
-    assert any(re.fullmatch(r"-e \.\./?|\.\./?", spec.strip()) for spec in pips), f"{conda.name} does not install scalinglab"
+    assert any(re.fullmatch(r"-e \.\./?|\.\./?", spec.strip()) for spec in pips), (
+        f"{conda.name} does not install scalinglab"
+    )
     python = [dep for dep in env["dependencies"] if isinstance(dep, str) and name_is(dep, "python")]
     assert python, f"{conda.name} pins no python"
 

@@ -40,12 +40,18 @@ def test_embedded_default_is_valid():
         ({"teacher_student": {"widths": [-3]}}, "teacher_student.widths[0]"),
         ({"teacher_student": {"seeds": []}}, "teacher_student.seeds"),
         ({"teacher_student": {"train_sizes": ["infinite"]}}, "teacher_student.train_sizes[0]"),
-        ({"teacher_student": {"schedule": {"kind": "onecycle", "steps": 10, "batch": 0, "max_lr": 0.1}}}, "teacher_student.schedule.batch"),
+        (
+            {"teacher_student": {"schedule": {"kind": "onecycle", "steps": 10, "batch": 0, "max_lr": 0.1}}},
+            "teacher_student.schedule.batch",
+        ),
         ({"teacher_student": {"schedule": {"kind": "cosine"}}}, "teacher_student.schedule"),
         ({"teacher_student": {"test_size": 100}}, "teacher_student.test_size"),
         ({"device": "tpu"}, "device"),
         ({"engine": {"threads": "two"}}, "engine.threads"),
-        ({"teacher_student": {"schedule_by_d": {"9": {"kind": "onecycle", "steps": 9, "batch": 2, "max_lr": 0.1}}}}, "teacher_student.schedule_by_d"),
+        (
+            {"teacher_student": {"schedule_by_d": {"9": {"kind": "onecycle", "steps": 9, "batch": 2, "max_lr": 0.1}}}},
+            "teacher_student.schedule_by_d",
+        ),
     ],
 )
 def test_bad_values_name_their_key(config, key):
@@ -76,7 +82,9 @@ def test_a_preset_runs_only_the_experiments_it_names():
     from scalinglab.config import only_named_stages, stage_names
 
     stages = stage_names()
-    assert {"teacher_student", "dimension", "perceptron", "images", "deep_nets", "joint", "random_features"} <= set(stages)
+    assert {"teacher_student", "dimension", "perceptron", "images", "deep_nets", "joint", "random_features"} <= set(
+        stages
+    )
     config = validate(only_named_stages({"perceptron": {"N": 50}, "images": {"enabled": False}}))
     enabled = {stage for stage in stages if config[stage]["enabled"]}
     assert enabled == {"perceptron"}

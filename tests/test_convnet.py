@@ -37,8 +37,9 @@ def test_seed_sizes_are_5408_to_115114():
     assert [param_count(c) for c in SEED_WIDTHS] == [54 * c * c + 4640 * c + 714 for c in SEED_WIDTHS]
 
 
-@pytest.mark.parametrize("c, in_shape, n_classes", [(3, (3, 32, 32), 10), (7, (1, 28, 28), 10), (2, (3, 32, 32), 100),
-                                                    (4, (3, 20, 24), 5)])
+@pytest.mark.parametrize(
+    "c, in_shape, n_classes", [(3, (3, 32, 32), 10), (7, (1, 28, 28), 10), (2, (3, 32, 32), 100), (4, (3, 20, 24), 5)]
+)
 def test_closed_form_equals_numel(c, in_shape, n_classes):
     model = ConvNet(c, in_shape, n_classes)
     assert param_count(c, in_shape, n_classes) == n_params(model)

@@ -43,7 +43,12 @@ def tiny_cifar(tmp_path):
     for i, file in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
         data = rng.integers(0, 256, (PER_BATCH, 3072), dtype=np.uint8)
         labels = [int(v) for v in (np.arange(PER_BATCH) + i) % 10]
-        entry = {"batch_label": file, "labels": labels, "data": data, "filenames": [f"{file}_{j}.png" for j in range(PER_BATCH)]}
+        entry = {
+            "batch_label": file,
+            "labels": labels,
+            "data": data,
+            "filenames": [f"{file}_{j}.png" for j in range(PER_BATCH)],
+        }
         (src / file).write_bytes(pickle.dumps(entry, protocol=2))
         rows[file] = (data, labels)
     meta = {"num_cases_per_batch": PER_BATCH, "label_names": CIFAR_NAMES, "num_vis": 3072}
@@ -234,8 +239,11 @@ def test_mnist_download_verifies_archives_and_content(tmp_path, tiny_mnist, fake
     assert sorted(p.name for p in (tmp_path / "root" / "mnist").iterdir()) == ["data.pt"]
 
 
-@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed "
-                    "(apt-get install dataset-fashion-mnist puts the IDX .gz files in /usr/share/datasets/fashion-mnist)")
+@pytest.mark.skipif(
+    not FASHION_DIR.is_dir(),
+    reason="Debian package dataset-fashion-mnist not installed "
+    "(apt-get install dataset-fashion-mnist puts the IDX .gz files in /usr/share/datasets/fashion-mnist)",
+)
 def test_fashion_mnist_from_debian_package(tmp_path):
     data = datasets.load("fashion-mnist", tmp_path)  # found through SYSTEM_DIRS, no download
 

@@ -43,14 +43,18 @@ def expected_matrices(net, model):
         return out + [net.fc.weight]
     out = [net.patch.weight.reshape(net.patch.weight.shape[0], -1)]
     for block in net.blocks:
-        out += list(block.attn.in_proj_weight.chunk(3)) + [block.attn.out_proj.weight, block.mlp[0].weight,
-                                                            block.mlp[2].weight]
+        out += list(block.attn.in_proj_weight.chunk(3)) + [
+            block.attn.out_proj.weight,
+            block.mlp[0].weight,
+            block.mlp[2].weight,
+        ]
     return out + [net.head.weight]
 
 
 @pytest.mark.parametrize("model", deepnets.FAMILIES)
-@pytest.mark.parametrize("shape,classes", [((1, 28, 28), 10), ((3, 32, 32), 100), ((1, 8, 8), 10)],
-                         ids=["mnist", "cifar100", "digits"])
+@pytest.mark.parametrize(
+    "shape,classes", [((1, 28, 28), 10), ((3, 32, 32), 100), ((1, 8, 8), 10)], ids=["mnist", "cifar100", "digits"]
+)
 def test_each_family_builds_on_any_image_shape(model, shape, classes):
     net = deepnets.build(model, shape, classes, seed=0, **SMALL[model])
     with torch.no_grad():
@@ -81,8 +85,7 @@ def test_logged_spectral_complexity_equals_svd_computation(digits, model):
     def check(net, row):
         direct[row["step"]] = svd_log_complexity(expected_matrices(net, model))
 
-    frame = deepnets.train_runs(digits, model=model, P=64, seeds=[0], epochs=3, n_logs=4, on_log=check,
-                                **SMALL[model])
+    frame = deepnets.train_runs(digits, model=model, P=64, seeds=[0], epochs=3, n_logs=4, on_log=check, **SMALL[model])
     assert list(frame["step"]) == [0, 1, 2, 3] and frame["spectral_converged"].all()
     for row in frame.itertuples():
         # warm-started power iteration at every log point against an SVD at that point
@@ -101,8 +104,10 @@ def test_log_steps_start_at_the_initial_network():
 @pytest.fixture(scope="module")
 def sweep(digits):
     """CNN on digits over a small P sweep: long enough that every P interpolates and the test loss rises."""
-    frames = [deepnets.train_runs(digits, model="cnn", P=P, seeds=[0, 1], epochs=120, width=4, n_logs=25)
-              for P in (32, 64, 128, 256)]
+    frames = [
+        deepnets.train_runs(digits, model="cnn", P=P, seeds=[0, 1], epochs=120, width=4, n_logs=25)
+        for P in (32, 64, 128, 256)
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -131,8 +136,7 @@ def test_sweep_feeds_the_implicit_bias_analysis(sweep):
 
 
 def test_fixed_seeds_reproduce_and_seeds_differ(digits):
-    runs = [deepnets.train_runs(digits, model="cnn", P=40, seeds=[3, 4], epochs=4, width=2, n_logs=5)
-            for _ in range(2)]
+    runs = [deepnets.train_runs(digits, model="cnn", P=40, seeds=[3, 4], epochs=4, width=2, n_logs=5) for _ in range(2)]
     cols = ["step", "log_norm", "test_error", "test_loss", "train_loss"]
     pd.testing.assert_frame_equal(runs[0][cols], runs[1][cols])
     a, b = (runs[0][runs[0]["seed"] == s]["test_loss"].to_numpy() for s in (3, 4))
@@ -203,28 +207,57 @@ def test_stage_writes_cells_fits_and_the_gamma_table(digits, tmp_path, sweep):
     settings = {"epochs": 2, "batch": 128, "lr": 1e-3, "width": 2, "depth": None, "n_logs": 3, "test_size": 100}
     cells = [tmp_path / f"seed~{s}.parquet" for s in (0, 1)]
     checkpoint = tmp_path / "cell.pt"  # saved after every epoch, removed once the cells are written
-    deepnets_stage.train_cell(data_path, dataset="digits", model="cnn", P=30, seeds=[0, 1], settings=settings,
-                              device="cpu", out_paths=cells, checkpoint=checkpoint, checkpoint_every_s=0)
+    deepnets_stage.train_cell(
+        data_path,
+        dataset="digits",
+        model="cnn",
+        P=30,
+        seeds=[0, 1],
+        settings=settings,
+        device="cpu",
+        out_paths=cells,
+        checkpoint=checkpoint,
+        checkpoint_every_s=0,
+    )
     assert all(p.exists() for p in cells) and not checkpoint.exists()
     cell = pd.read_parquet(cells[1])
     assert set(cell["seed"]) == {1} and list(cell["step"]) == [0, 1, 2]
     # the analysis of the sweep above, through the stage: measured laws, then the talk-style table
     sweep.to_parquet(tmp_path / "sweep.parquet")
     figures = {k: tmp_path / f"{k}.png" for k in ("curves", "collapse", "learning")}
-    summary = deepnets_stage.analyse_pair([tmp_path / "sweep.parquet"], model="cnn", dataset="digits",
-                                          window=[0.1, 0.5], upper_fraction=0.5, error="test_loss",
-                                          json_path=tmp_path / "fit.json", figures=figures)
+    summary = deepnets_stage.analyse_pair(
+        [tmp_path / "sweep.parquet"],
+        model="cnn",
+        dataset="digits",
+        window=[0.1, 0.5],
+        upper_fraction=0.5,
+        error="test_loss",
+        json_path=tmp_path / "fit.json",
+        figures=figures,
+    )
     assert summary["status"] == "ok" and all(p.exists() for p in figures.values())
     # a run too short to reach any minimum: reported as unresolved, not a crash
-    short = deepnets_stage.analyse_pair(cells, model="cnn", dataset="digits", window=[0.02, 0.2],
-                                        upper_fraction=0.5, error="test_error", json_path=tmp_path / "bad.json",
-                                        figures=figures)
+    short = deepnets_stage.analyse_pair(
+        cells,
+        model="cnn",
+        dataset="digits",
+        window=[0.02, 0.2],
+        upper_fraction=0.5,
+        error="test_error",
+        json_path=tmp_path / "bad.json",
+        figures=figures,
+    )
     assert short["status"] == "unresolved" and math.isnan(short["gamma_pred"]) and "need" in short["message"]
     perceptron = tmp_path / "perceptron.json"
     perceptron.write_text(json.dumps({"N": 500, **{k: 0.5 for k in deepnets_stage.GAMMA_KEYS}}))
-    table = deepnets_stage.gamma_table([tmp_path / "fit.json", tmp_path / "bad.json"], perceptron_json=perceptron,
-                                       parquet_path=tmp_path / "t.parquet", json_path=tmp_path / "t.json",
-                                       caption_path=tmp_path / "t.rst", figure_path=tmp_path / "t.png")
+    table = deepnets_stage.gamma_table(
+        [tmp_path / "fit.json", tmp_path / "bad.json"],
+        perceptron_json=perceptron,
+        parquet_path=tmp_path / "t.parquet",
+        json_path=tmp_path / "t.json",
+        caption_path=tmp_path / "t.rst",
+        figure_path=tmp_path / "t.png",
+    )
     assert list(table["model"]) == ["cnn", "cnn", "perceptron"]
     caption = (tmp_path / "t.rst").read_text()
     assert f"{summary['gamma_meas']:.3f} ± {summary['gamma_meas_se']:.3f}" in caption

@@ -18,7 +18,9 @@ from scalinglab.teacher import Teacher
 def brute_force_knn(X: np.ndarray, k: int) -> np.ndarray:
     """Sorted float64 distances to the k nearest other points, from direct differences."""
     X = np.asarray(X, dtype=np.float64)
-    d2 = np.concatenate([((rows[:, None, :] - X[None, :, :]) ** 2).sum(-1) for rows in np.array_split(X, len(X) // 50 + 1)])
+    d2 = np.concatenate(
+        [((rows[:, None, :] - X[None, :, :]) ** 2).sum(-1) for rows in np.array_split(X, len(X) // 50 + 1)]
+    )
     np.fill_diagonal(d2, np.inf)
     return np.sqrt(np.sort(d2, axis=1)[:, :k])
 
@@ -58,7 +60,9 @@ def test_knn_distances_exact_for_tiny_distances_far_from_the_mean():
 def test_knn_distances_on_high_dimensional_points():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(600, 4)) @ rng.normal(size=(4, 500)) + rng.normal(size=(600, 500)) * 0.01
-    np.testing.assert_allclose(knn_distances(X.astype(np.float32), 20, chunk=200), brute_force_knn(X.astype(np.float32), 20), rtol=5e-5)
+    np.testing.assert_allclose(
+        knn_distances(X.astype(np.float32), 20, chunk=200), brute_force_knn(X.astype(np.float32), 20), rtol=5e-5
+    )
 
 
 # ------------------------------------------------------------------ pruned k-NN (same result, fewer pairs)
@@ -358,8 +362,27 @@ def test_cli_json_keys_and_values(points_files, capsys):
 def test_cli_tables_columns_and_estimator(points_files, capsys):
     folder, X = points_files
     for name in ("points.csv", "points.parquet"):
-        assert main(["dimension", str(folder / name), "--columns", "x0", "x1", "x2", "x3",
-                     "--estimator", "mle", "--k", "10", "--json", "--bootstrap", "0"]) == 0
+        assert (
+            main(
+                [
+                    "dimension",
+                    str(folder / name),
+                    "--columns",
+                    "x0",
+                    "x1",
+                    "x2",
+                    "x3",
+                    "--estimator",
+                    "mle",
+                    "--k",
+                    "10",
+                    "--json",
+                    "--bootstrap",
+                    "0",
+                ]
+            )
+            == 0
+        )
         (record,) = json.loads(capsys.readouterr().out)
         assert record["estimator"] == "mle" and record["ci"] == [None, None]
         expected = MLE(k=10, bootstrap=0).fit(X[:, :4].astype(np.float64)).dimension_

@@ -22,7 +22,9 @@ def test_readme_documents_every_config_key():
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     readme = (REPO / "README.md").read_text()
     documented = set(re.findall(r"^\| `([\w.]+)` \|", readme, flags=re.M))
-    missing = [k for k in schema_keys(schema) if k not in documented and "." in k or k in ("device",) and k not in documented]
+    missing = [
+        k for k in schema_keys(schema) if k not in documented and "." in k or k in ("device",) and k not in documented
+    ]
     assert missing == []
 
 

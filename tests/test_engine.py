@@ -66,7 +66,12 @@ def test_ensemble_equals_separate_runs(teacher_data):
             single_loss = single.step(xs[idx[e]][None], ys[idx[e]][None], lr)
             assert float(ens_loss[e]) == pytest.approx(float(single_loss[0]), rel=1e-5)
     for e, single in enumerate(singles):
-        np.testing.assert_allclose(ensemble.ens.views(ensemble.ens.flat)["W2"][e], single.ens.views(single.ens.flat)["W2"][0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            ensemble.ens.views(ensemble.ens.flat)["W2"][e],
+            single.ens.views(single.ens.flat)["W2"][0],
+            rtol=1e-4,
+            atol=1e-6,
+        )
 
 
 def _train_once(teacher_data):

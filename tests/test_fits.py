@@ -256,15 +256,42 @@ def test_bad_options_raise():
 
 
 def test_dim_ci_and_json_safety():
-    fit = fits.PowerLawFit(slope=-0.5, intercept=0.0, ci=(-0.8, -0.4), n_points=9, n_clusters=9,
-                           n_sizes=9, method="ols", quantile=None, bootstrap=0)
+    fit = fits.PowerLawFit(
+        slope=-0.5,
+        intercept=0.0,
+        ci=(-0.8, -0.4),
+        n_points=9,
+        n_clusters=9,
+        n_sizes=9,
+        method="ols",
+        quantile=None,
+        bootstrap=0,
+    )
     assert fit.dim == 8.0
     assert fit.dim_ci == pytest.approx((5.0, 10.0))
-    crossing = fits.PowerLawFit(slope=-0.1, intercept=0.0, ci=(-0.2, 0.05), n_points=9, n_clusters=9,
-                                n_sizes=9, method="ols", quantile=None, bootstrap=0)
+    crossing = fits.PowerLawFit(
+        slope=-0.1,
+        intercept=0.0,
+        ci=(-0.2, 0.05),
+        n_points=9,
+        n_clusters=9,
+        n_sizes=9,
+        method="ols",
+        quantile=None,
+        bootstrap=0,
+    )
     assert crossing.dim_ci == (20.0, math.inf)
-    flat = fits.PowerLawFit(slope=0.0, intercept=0.0, ci=(math.nan, math.nan), n_points=2, n_clusters=2,
-                            n_sizes=2, method="ols", quantile=None, bootstrap=0)
+    flat = fits.PowerLawFit(
+        slope=0.0,
+        intercept=0.0,
+        ci=(math.nan, math.nan),
+        n_points=2,
+        n_clusters=2,
+        n_sizes=2,
+        method="ols",
+        quantile=None,
+        bootstrap=0,
+    )
     record = flat.to_dict()
     assert record["dim"] is None and record["ci"] == [None, None] and record["dim_ci"] == [None, None]
     json.dumps(crossing.to_dict(), allow_nan=False)
@@ -272,9 +299,7 @@ def test_dim_ci_and_json_safety():
 
 
 def test_fit_groups_and_frame():
-    frame = pd.concat(
-        [power_law_table(slope=-0.5).assign(d=8), power_law_table(slope=-1.0, seed=9).assign(d=4)]
-    )
+    frame = pd.concat([power_law_table(slope=-0.5).assign(d=8), power_law_table(slope=-1.0, seed=9).assign(d=4)])
     results = fits.fit_groups(frame, "N", "loss", group=["d"])
     assert [labels for labels, _ in results] == [{"d": 4}, {"d": 8}]
     assert type(results[0][0]["d"]) is int
@@ -283,8 +308,17 @@ def test_fit_groups_and_frame():
     table = fits.fits_to_frame(results)
     assert list(table.columns[:4]) == ["d", "slope", "intercept", "ci_lo"]
     assert table["dim"].tolist() == pytest.approx([4.0, 8.0], rel=0.07)
-    assert set(table.columns) >= {"alpha", "dim_lo", "dim_hi", "n_points", "n_sizes", "n_clusters",
-                                  "method", "quantile", "diagnostics"}
+    assert set(table.columns) >= {
+        "alpha",
+        "dim_lo",
+        "dim_hi",
+        "n_points",
+        "n_sizes",
+        "n_clusters",
+        "method",
+        "quantile",
+        "diagnostics",
+    }
 
     broken = frame.copy()
     broken.loc[broken["d"] == 4, "loss"] = np.nan
@@ -293,15 +327,28 @@ def test_fit_groups_and_frame():
 
 
 def test_parse_filters_converts_to_column_types():
-    frame = pd.DataFrame({"d": [2, 4, 4], "lr": [0.1, 0.001, 0.001], "P": [np.inf, 10.0, np.inf],
-                          "opt": ["adam", "sgd", "adam"], "aug": [True, False, True]})
+    frame = pd.DataFrame(
+        {
+            "d": [2, 4, 4],
+            "lr": [0.1, 0.001, 0.001],
+            "P": [np.inf, 10.0, np.inf],
+            "opt": ["adam", "sgd", "adam"],
+            "aug": [True, False, True],
+        }
+    )
     assert fits.parse_filters(["d=4"], frame).index.tolist() == [1, 2]
     assert fits.parse_filters(["lr=1e-3", "opt=adam"], frame).index.tolist() == [2]
     assert fits.parse_filters(["P=inf"], frame).index.tolist() == [0, 2]
     assert fits.parse_filters(["aug=false"], frame).index.tolist() == [1]
     assert fits.parse_filters([], frame).equals(frame)
-    for bad, pattern in [("d", "not COL=VALUE"), ("width=3", "no column 'width'"), ("d=2.5", "integers"),
-                         ("d=x", "numbers"), ("aug=maybe", "true/false"), ("d=3", "matches no rows; 'd' holds: 2, 4")]:
+    for bad, pattern in [
+        ("d", "not COL=VALUE"),
+        ("width=3", "no column 'width'"),
+        ("d=2.5", "integers"),
+        ("d=x", "numbers"),
+        ("aug=maybe", "true/false"),
+        ("d=3", "matches no rows; 'd' holds: 2, 4"),
+    ]:
         with pytest.raises(UserError, match=pattern):
             fits.parse_filters([bad], frame)
 
@@ -323,15 +370,45 @@ def cli_table(tmp_path, suffix):
     return frame, path
 
 
-REQUIRED_KEYS = {"group", "slope", "intercept", "dim", "ci", "n_points", "alpha", "dim_ci", "method",
-                 "quantile", "n_sizes", "n_clusters", "diagnostics"}
+REQUIRED_KEYS = {
+    "group",
+    "slope",
+    "intercept",
+    "dim",
+    "ci",
+    "n_points",
+    "alpha",
+    "dim_ci",
+    "method",
+    "quantile",
+    "n_sizes",
+    "n_clusters",
+    "diagnostics",
+}
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
 def test_cli_json_end_to_end(tmp_path, capsys, suffix):
     frame, path = cli_table(tmp_path, suffix)
-    code = main(["fit", str(path), "--x", "N", "--y", "loss", "--group", "d", "--run", "seed",
-                 "--epoch", "epoch", "--bootstrap", "200", "--json"])
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--x",
+            "N",
+            "--y",
+            "loss",
+            "--group",
+            "d",
+            "--run",
+            "seed",
+            "--epoch",
+            "epoch",
+            "--bootstrap",
+            "200",
+            "--json",
+        ]
+    )
     assert code == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["group"] for r in records] == [{"d": 4}, {"d": 8}]
@@ -391,8 +468,10 @@ def test_cli_readable_table(tmp_path, capsys):
         (["--x", "N", "--y", "loss", "--epoch", "epoch", "--epoch-rule", "last"], "unknown epoch rule"),
         (["--x", "N", "--y", "loss", "--epoch-rule", "final"], "needs the epoch column"),
         # resampling single epochs of a run as independent rows would give far too narrow CIs
-        (["--x", "N", "--y", "loss", "--epoch", "epoch", "--epoch-rule", "all", "--bootstrap", "20"],
-         "needs --run COL .* resamples whole runs"),
+        (
+            ["--x", "N", "--y", "loss", "--epoch", "epoch", "--epoch-rule", "all", "--bootstrap", "20"],
+            "needs --run COL .* resamples whole runs",
+        ),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, args, pattern):
@@ -433,12 +512,36 @@ def test_cli_joint_law_calls_scalinglab_joint(tmp_path, capsys, monkeypatch):
     frame, path = cli_table(tmp_path, "csv")
     frame = frame.assign(P=frame["d"] * 100)
     frame.to_csv(path, index=False)
-    code = main(["fit", str(path), "--law", "joint", "--n", "N", "--p", "P", "--y", "loss", "--run", "seed",
-                 "--epoch", "epoch", "--method", "chinchilla", "--bootstrap", "10", "--seed", "3", "--json"])
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--law",
+            "joint",
+            "--n",
+            "N",
+            "--p",
+            "P",
+            "--y",
+            "loss",
+            "--run",
+            "seed",
+            "--epoch",
+            "epoch",
+            "--method",
+            "chinchilla",
+            "--bootstrap",
+            "10",
+            "--seed",
+            "3",
+            "--json",
+        ]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out) == {"alpha": 0.3, "beta": None}
-    assert calls == [(80, {"n": "N", "p": "P", "y": "loss", "method": "chinchilla", "bootstrap": 10,
-                           "cluster": ["seed"], "seed": 3})]
+    assert calls == [
+        (80, {"n": "N", "p": "P", "y": "loss", "method": "chinchilla", "bootstrap": 10, "cluster": ["seed"], "seed": 3})
+    ]
 
     monkeypatch.setitem(sys.modules, "scalinglab.joint", None)  # as if the module were absent
     assert main(["fit", str(path), "--law", "joint", "--n", "N", "--p", "P", "--y", "loss"]) == 2

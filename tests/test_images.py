@@ -41,8 +41,15 @@ def test_the_family_needs_12_pixels_so_digits_are_upsampled_to_16(digits):
             assert torch.equal(up.train_x[:, :, dy::2, dx::2], digits.train_x)
             assert torch.equal(up.test_x[:, :, dy::2, dx::2], digits.test_x)
     assert images.default_padding(up) == 2
-    big = ImageData("x", torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2), torch.zeros(1, 3, 32, 32),
-                    torch.zeros(1), ["a"], {})
+    big = ImageData(
+        "x",
+        torch.zeros(2, 3, 32, 32, dtype=torch.uint8),
+        torch.zeros(2),
+        torch.zeros(1, 3, 32, 32),
+        torch.zeros(1),
+        ["a"],
+        {},
+    )
     assert images.upsample_small(big) is big and images.default_padding(big) == 4
     series = ImageData("s", torch.zeros(2, 1, 40), torch.zeros(2), torch.zeros(1, 1, 40), torch.zeros(1), ["a"], {})
     with pytest.raises(UserError, match="needs images"):
@@ -76,8 +83,11 @@ def test_same_call_twice_gives_identical_numbers(digits):
     pd.testing.assert_frame_equal(first, second, check_exact=True)
     other = images.train_cells(digits, **{**args, "seeds": [5, 1, 2]}).drop(columns="seconds")
     # a cell's numbers depend on its own seed only, not on the other seeds in the call
-    pd.testing.assert_frame_equal(other[other["seed"] == 1].reset_index(drop=True),
-                                  first[first["seed"] == 1].reset_index(drop=True), check_exact=True)
+    pd.testing.assert_frame_equal(
+        other[other["seed"] == 1].reset_index(drop=True),
+        first[first["seed"] == 1].reset_index(drop=True),
+        check_exact=True,
+    )
     assert not other[other["seed"] == 2]["val_loss"].equals(first[first["seed"] == 0]["val_loss"])
 
 
@@ -203,8 +213,9 @@ def test_fast_forward_equals_convnet():
 
 
 def test_divergence_is_flagged_and_blanked(digits):
-    frame = images.train_cells(digits, widths=[2], seeds=[0], P=64, epochs=3, batch=32, lr=1e30, augment="none",
-                               device="cpu")
+    frame = images.train_cells(
+        digits, widths=[2], seeds=[0], P=64, epochs=3, batch=32, lr=1e30, augment="none", device="cpu"
+    )
     assert len(frame) == 3 and (frame["status"] == "diverged").all()
     assert frame["val_loss"].isna().all() and list(frame["epoch"]) == [1, 2, 3]
 

@@ -31,12 +31,22 @@ def synthetic_table(noise: float = 0.05) -> pd.DataFrame:
         for seed in SEEDS:
             for epoch in EPOCHS:
                 early = 1 + 2.0 / epoch  # higher losses and lower accuracies early on, at every N
-                rows.append(dict(dataset="synth", train_size="all", width=width, N=int(n), P=1000, seed=seed,
-                                 epoch=epoch, status="ok",
-                                 train_loss=3 * n**LOSS_SLOPE * early * np.exp(rng.normal(0, noise)),
-                                 val_loss=4 * n**LOSS_SLOPE * early * np.exp(rng.normal(0, noise)),
-                                 train_acc=0.5 * n**ACC_SLOPE / early ** 0.1 * np.exp(rng.normal(0, noise / 5)),
-                                 val_acc=0.45 * n**ACC_SLOPE / early ** 0.1 * np.exp(rng.normal(0, noise / 5))))
+                rows.append(
+                    dict(
+                        dataset="synth",
+                        train_size="all",
+                        width=width,
+                        N=int(n),
+                        P=1000,
+                        seed=seed,
+                        epoch=epoch,
+                        status="ok",
+                        train_loss=3 * n**LOSS_SLOPE * early * np.exp(rng.normal(0, noise)),
+                        val_loss=4 * n**LOSS_SLOPE * early * np.exp(rng.normal(0, noise)),
+                        train_acc=0.5 * n**ACC_SLOPE / early**0.1 * np.exp(rng.normal(0, noise / 5)),
+                        val_acc=0.45 * n**ACC_SLOPE / early**0.1 * np.exp(rng.normal(0, noise / 5)),
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -79,8 +89,14 @@ def test_fit_writes_table_json_caption_and_figures(tmp_path):
     table_path = tmp_path / "images.parquet"
     synthetic_table().to_parquet(table_path)
     out = {name: tmp_path / name for name in ("fits.parquet", "fits.json", "caption.rst")}
-    fits = images_stage.fit_and_write(table_path, quantiles=[0.2, 0.5, 0.8], bootstrap=20, table_out=out["fits.parquet"],
-                                      json_out=out["fits.json"], caption_out=out["caption.rst"])
+    fits = images_stage.fit_and_write(
+        table_path,
+        quantiles=[0.2, 0.5, 0.8],
+        bootstrap=20,
+        table_out=out["fits.parquet"],
+        json_out=out["fits.json"],
+        caption_out=out["caption.rst"],
+    )
     assert len(json.loads(out["fits.json"].read_text())) == len(fits)
     text = out["caption.rst"].read_text()
     row = fits[(fits.metric == "val_loss") & (fits.epoch_rule == "final") & (fits["quantile"] == 0.5)].iloc[0]
@@ -99,9 +115,22 @@ def test_cifar10_end_to_end_on_a_fabricated_archive(tmp_path, tiny_cifar, monkey
     for width in (1, 2):
         paths = [tmp_path / f"c{width}_s{seed}.parquet" for seed in (0, 1)]
         checkpoint = tmp_path / f"c{width}.pt"  # saved after every epoch, removed once the cells are written
-        images_stage.train_bundle(data_path, dataset="cifar10", P=60, width=width, seeds=[0, 1], epochs=2, batch=32,
-                                  lr=5e-4, weight_decay=0.01, augment="auto", device="cpu", out_paths=paths,
-                                  checkpoint=checkpoint, checkpoint_every_s=0)
+        images_stage.train_bundle(
+            data_path,
+            dataset="cifar10",
+            P=60,
+            width=width,
+            seeds=[0, 1],
+            epochs=2,
+            batch=32,
+            lr=5e-4,
+            weight_decay=0.01,
+            augment="auto",
+            device="cpu",
+            out_paths=paths,
+            checkpoint=checkpoint,
+            checkpoint_every_s=0,
+        )
         assert all(p.exists() for p in paths) and not checkpoint.exists()
         cells.update({(width, seed): pd.read_parquet(p) for seed, p in zip((0, 1), paths)})
     for (width, seed), cell in cells.items():
@@ -117,8 +146,16 @@ def test_cifar10_end_to_end_on_a_fabricated_archive(tmp_path, tiny_cifar, monkey
 
 def test_image_datasets_in_the_dimension_stage(tmp_path):
     data_path = datasets.prepare("digits", tmp_path / "datasets")
-    frame = dimension_stage.estimate_images(data_path, dataset="digits", estimators=["twonn", "mle"], ks=[10, 20],
-                                            subsample=None, bootstrap=20, seed=0, out_path=tmp_path / "digits.parquet")
+    frame = dimension_stage.estimate_images(
+        data_path,
+        dataset="digits",
+        estimators=["twonn", "mle"],
+        ks=[10, 20],
+        subsample=None,
+        bootstrap=20,
+        seed=0,
+        out_path=tmp_path / "digits.parquet",
+    )
     assert frame["d"].isna().all() and frame["manifold_dim"].isna().all()
     assert (frame["n_points"] <= 1797).all() and (frame["n_points"] > 1700).all()  # 8x8 digits, duplicates dropped
     mle = frame[(frame["estimator"] == "mle") & (frame["k"] == 20)]["dimension"].iloc[0]

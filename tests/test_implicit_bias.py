@@ -39,8 +39,15 @@ def training_table(seeds=4, noise=0.01, epochs=60, seed=0, ps=PS, span=(1e-3, 10
             run_offset = rng.normal(0.0, noise)
             for epoch, x in enumerate(log_lam):
                 lam = math.exp(x)
-                rows.append({"P": p, "seed": s, "epoch": epoch, "norm": lam,
-                             "error": law(lam, p) * math.exp(run_offset + rng.normal(0.0, noise / 3))})
+                rows.append(
+                    {
+                        "P": p,
+                        "seed": s,
+                        "epoch": epoch,
+                        "norm": lam,
+                        "error": law(lam, p) * math.exp(run_offset + rng.normal(0.0, noise / 3)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -58,8 +58,22 @@ def long_table(logs, tmp_path_factory):
 
 def fit_json(capsys, table, y="value", extra=()):
     capsys.readouterr()
-    argv = ["fit", str(table), "--x", "Model size", "--y", y, *extra,
-            "--run", "run_id", "--epoch", "step", "--epoch-rule", "final", "--json"]
+    argv = [
+        "fit",
+        str(table),
+        "--x",
+        "Model size",
+        "--y",
+        y,
+        *extra,
+        "--run",
+        "run_id",
+        "--epoch",
+        "step",
+        "--epoch-rule",
+        "final",
+        "--json",
+    ]
     assert main(argv) == 0
     [result] = json.loads(capsys.readouterr().out)
     return result
@@ -176,13 +190,21 @@ def test_unwritable_output_is_a_one_line_error(logs, tmp_path, capsys):
 
 
 def test_run_id_is_the_file_path_when_a_directory_holds_several_event_files(tmp_path):
-    for name in ["a/events.out.tfevents.1", "a/events.out.tfevents.2", "b/c/events.out.tfevents.3",
-                 "events.out.tfevents.4", "b/notes.txt"]:
+    for name in [
+        "a/events.out.tfevents.1",
+        "a/events.out.tfevents.2",
+        "b/c/events.out.tfevents.3",
+        "events.out.tfevents.4",
+        "b/notes.txt",
+    ]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     files = tensorboard_import.find_event_files(tmp_path)
     assert sorted(tensorboard_import.run_ids(files, tmp_path).values()) == [
-        "a/events.out.tfevents.1", "a/events.out.tfevents.2", "b/c", "events.out.tfevents.4",
+        "a/events.out.tfevents.1",
+        "a/events.out.tfevents.2",
+        "b/c",
+        "events.out.tfevents.4",
     ]
 
 

@@ -52,7 +52,9 @@ def test_ci_coverage_of_exponents(method, draws):
     hits = {"alpha": 0, "beta": 0}
     widths = {"alpha": [], "beta": []}
     for r in range(replicates):
-        fit = fit_joint(synthetic(0.05, seed=1000 + r), "N", "P", "L", method=method, bootstrap=draws, seed=r, extrapolation=False)
+        fit = fit_joint(
+            synthetic(0.05, seed=1000 + r), "N", "P", "L", method=method, bootstrap=draws, seed=r, extrapolation=False
+        )
         for name in hits:
             lo, hi = fit.ci[name]
             hits[name] += lo <= TRUTH[name] <= hi

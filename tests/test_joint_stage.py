@@ -19,10 +19,21 @@ def synthetic_table(noise=0.01, seeds=(0, 1, 2, 3)) -> pd.DataFrame:
     for N in (161, 341, 577, 1101, 2881, 6000):
         for P in (250, 500, 1000, 2000, 4000, 8000):
             for seed in seeds:
-                final = (TRUE["E"] + TRUE["A"] * N ** -TRUE["alpha"] + TRUE["B"] * P ** -TRUE["beta"]) * np.exp(noise * rng.standard_normal())
+                final = (TRUE["E"] + TRUE["A"] * N ** -TRUE["alpha"] + TRUE["B"] * P ** -TRUE["beta"]) * np.exp(
+                    noise * rng.standard_normal()
+                )
                 for step, frac, loss in ((1, 0.5, 10 * final), (2, 1.0, final)):
-                    rows.append({"N": N, "P": float(P), "seed": seed, "step": step, "samples": int(frac * PASSES * P),
-                                 "test_loss": loss, "status": "ok"})
+                    rows.append(
+                        {
+                            "N": N,
+                            "P": float(P),
+                            "seed": seed,
+                            "step": step,
+                            "samples": int(frac * PASSES * P),
+                            "test_loss": loss,
+                            "status": "ok",
+                        }
+                    )
     return add_compute(pd.DataFrame(rows))
 
 
@@ -37,8 +48,15 @@ def outputs(tmp_path_factory):
     table_path = out / "table.parquet"
     synthetic_table().to_parquet(table_path)
     figures = {name: out / f"{name}.png" for name in ("loss_vs_n", "loss_vs_p", "frontier", "isoflop")}
-    summary = fit_and_plot(table_path, methods=["vpro", "chinchilla"], bootstrap=40, fits_path=out / "fits.parquet",
-                           json_path=out / "fits.json", caption_path=out / "caption.rst", figures=figures)
+    summary = fit_and_plot(
+        table_path,
+        methods=["vpro", "chinchilla"],
+        bootstrap=40,
+        fits_path=out / "fits.parquet",
+        json_path=out / "fits.json",
+        caption_path=out / "caption.rst",
+        figures=figures,
+    )
     return out, summary, figures
 
 

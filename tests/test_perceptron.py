@@ -25,14 +25,16 @@ def test_hebbian_error_matches_theory():
     # Hebb's rule: R = 1/sqrt(1 + pi/(2 alpha)) as N -> infinity; at N = 1000 the seed-to-seed
     # spread of eps is about 0.005, so the mean of 4 seeds sits within 0.006 (2.5 sd of the mean)
     alpha = 3.0
-    errors = [float(pc.generalisation_error(pc.hebbian(d)[None], d.teacher)[0])
-              for d in (pc.make_data(1000, 3000, s) for s in range(4))]
+    errors = [
+        float(pc.generalisation_error(pc.hebbian(d)[None], d.teacher)[0])
+        for d in (pc.make_data(1000, 3000, s) for s in range(4))
+    ]
     expected = math.acos(1 / math.sqrt(1 + math.pi / (2 * alpha))) / math.pi
     assert np.mean(errors) == pytest.approx(expected, abs=0.006)
 
 
 def _loss(w, data, lam):
-    margins = (w @ data.signed.T)
+    margins = w @ data.signed.T
     return torch.nn.functional.softplus(-2.0 * lam * margins).sum(-1)
 
 
@@ -181,4 +183,3 @@ def test_gd_lands_on_the_fixed_norm_curve(gd_run):
         here = angle(w_gd[i], sol.weights[i])
         assert here < angle(sol.weights[i], sol.weights[k + i])
         assert here < angle(sol.weights[i], sol.weights[2 * k + i])
-

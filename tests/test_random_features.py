@@ -19,7 +19,9 @@ def test_closed_form_gd_matches_the_plain_iteration():
 def test_the_gd_limit_is_least_squares_and_population_gd_reaches_the_approximation_error():
     spectrum = Spectrum(2.0, 1.5, 512)
     limit = simulate(spectrum, 32, 200, [INF, 1e7], [0, 1], lr=0.5)
-    assert np.allclose(limit[limit.step == INF]["loss"].to_numpy(), limit[limit.step == 1e7]["loss"].to_numpy(), rtol=1e-8)
+    assert np.allclose(
+        limit[limit.step == INF]["loss"].to_numpy(), limit[limit.step == 1e7]["loss"].to_numpy(), rtol=1e-8
+    )
     population = simulate(spectrum, 32, INF, [INF], [0, 1])
     assert np.allclose(population["excess"], 0.0, atol=1e-12) and (population["sigma2"] > 0).all()
 
@@ -54,9 +56,18 @@ PAIRS = {  # a-1 < b < 2b, and a-1 > 2b
 @pytest.fixture(scope="module")
 def exponents():
     frames = [
-        sweep(a, b, Ns=[64, 128, 256], Ps=[64, 128, 256], time_M=1024, variance_N=16,
-              variance_Ps=[256, 512, 1024, 2048], seeds_for=lambda n: list(range(max(2, int(2048 // n)))),
-              feature_ratio=8, **time)
+        sweep(
+            a,
+            b,
+            Ns=[64, 128, 256],
+            Ps=[64, 128, 256],
+            time_M=1024,
+            variance_N=16,
+            variance_Ps=[256, 512, 1024, 2048],
+            seeds_for=lambda n: list(range(max(2, int(2048 // n)))),
+            feature_ratio=8,
+            **time,
+        )
         for (a, b), time in PAIRS.items()
     ]
     return fit_exponents(pd.concat(frames), bootstrap=100).set_index(["a", "b", "sweep"])
@@ -102,7 +113,7 @@ def test_the_model_bottleneck_is_the_projection_residual_with_exponent_b_not_2b(
     the deterministic equivalent kappa sum lambda_k v_k^2 / (lambda_k + kappa) (theory_curve)."""
     a, b, M = 5.5, 1.5, 4096
     k = np.arange(1, M + 1.0)
-    lam, v = k ** -b, np.sqrt(k ** -a)
+    lam, v = k**-b, np.sqrt(k**-a)
     Ns = [16, 32, 64, 128, 256]
     rng = np.random.default_rng(0)
     mean_residual = []

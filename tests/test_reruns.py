@@ -77,8 +77,14 @@ def finished_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("reruns")
     config = small_config()
     report = readme_example("report after such a partial run", config)
-    snakemake(workdir, "--cores", "2", "results/fits/perceptron.json", "results/figures/perceptron/collapse.png",
-              config=config)
+    snakemake(
+        workdir,
+        "--cores",
+        "2",
+        "results/fits/perceptron.json",
+        "results/figures/perceptron/collapse.png",
+        config=config,
+    )
     assert not (workdir / "results/tables").exists()  # the other experiments did not run
     partial = snakemake(workdir, *report, config=config, check=False)
     snakemake(workdir, "--cores", "2", config=config)
@@ -129,7 +135,9 @@ def test_build_one_experiment_only(finished_run):
     assert plan(workdir, *args) == []
     # targets first: --forcerun takes every argument after it
     assert {rule for rule, _ in plan(workdir, *args, "--forcerun", "aggregate_teacher_student")} == {
-        "aggregate_teacher_student", "fit_teacher_student"}
+        "aggregate_teacher_student",
+        "fit_teacher_student",
+    }
 
 
 @pytest.mark.parametrize(
@@ -139,8 +147,19 @@ def test_build_one_experiment_only(finished_run):
         ("teacher_student", "seeds", [0, 1, 2], {"train_teacher_student", *TS_ANALYSIS, "all"}),
         ("teacher_student", "n_evals", 6, {"train_teacher_student", *TS_ANALYSIS, "all"}),
         ("teacher_student", "quantile", 0.4, {"fit_teacher_student", "plot_teacher_student", "all"}),
-        ("teacher_student", "test_size", 20001, {"teacher_test_data", "train_teacher_student", "dimension_teacher",
-                                                 "aggregate_dimension", *TS_ANALYSIS, "all"}),
+        (
+            "teacher_student",
+            "test_size",
+            20001,
+            {
+                "teacher_test_data",
+                "train_teacher_student",
+                "dimension_teacher",
+                "aggregate_dimension",
+                *TS_ANALYSIS,
+                "all",
+            },
+        ),
         ("perceptron", "window", [0.03, 0.2], {"analyse_perceptron", "all"}),
     ],
 )

@@ -90,7 +90,9 @@ def slurm_cluster(request, tmp_path_factory):
         subprocess.run(["bash", str(KIT / "stop_slurm.sh")], env=env, capture_output=True, timeout=120)
 
     request.addfinalizer(stop)  # registered before the start, so a half-started cluster stops too
-    started = subprocess.run(["bash", str(KIT / "start_slurm.sh")], env=env, capture_output=True, text=True, timeout=900)
+    started = subprocess.run(
+        ["bash", str(KIT / "start_slurm.sh")], env=env, capture_output=True, text=True, timeout=900
+    )
     if started.returncode == 3:  # a real Slurm configuration is present: never overwrite it
         pytest.skip(started.stdout.strip())
     assert started.returncode == 0, f"local Slurm did not start:\n{started.stdout}\n{started.stderr}"
@@ -102,12 +104,25 @@ def slurm_run(slurm_cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm-wf")
     (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     cmd = [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(workdir / "config.yaml"), "--workflow-profile", str(PROFILE),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--workflow-profile",
+        str(PROFILE),
         # a fake GPU per training job: proves the gpu resource becomes sbatch --gpus
-        "--set-resources", "train_teacher_student:gpu=1",
+        "--set-resources",
+        "train_teacher_student:gpu=1",
         # the test cluster has no accounting (as the profile documents); first status check after 8 s
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "8",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "8",
         *TARGETS,
     ]
     start = time.perf_counter()
@@ -124,8 +139,15 @@ def test_every_job_runs_as_a_slurm_job(slurm_run):
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: .*/rule_(\w+?)/", log)
     rules = sorted(rule for _, rule in submitted)
     assert rules == sorted(
-        ["teacher", "teacher_train_data", "teacher_test_data", "aggregate_teacher_student",
-         "fit_teacher_student", "plot_teacher_student"] + ["train_teacher_student"] * 2
+        [
+            "teacher",
+            "teacher_train_data",
+            "teacher_test_data",
+            "aggregate_teacher_student",
+            "fit_teacher_student",
+            "plot_teacher_student",
+        ]
+        + ["train_teacher_student"] * 2
     )
     # finished jobs stay visible for MinJobAge = 300 s: the training jobs were given a GPU
     for jobid, rule in submitted:

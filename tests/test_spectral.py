@@ -23,9 +23,16 @@ def direct_complexity(matrices):
 def tiny_cnn():
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 2 * 2, 32), nn.ReLU(), nn.Linear(32, 10),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 2 * 2, 32),
+        nn.ReLU(),
+        nn.Linear(32, 10),
     )
     expected = [model[0].weight.reshape(8, -1), model[3].weight.reshape(16, -1), model[7].weight, model[9].weight]
     return model, expected
@@ -78,8 +85,16 @@ def tiny_vit():
     torch.manual_seed(2)
     model = TinyViT()
     q, k, v = model.attn.in_proj_weight.chunk(3)
-    expected = [model.patch.weight.reshape(16, -1), q, k, v, model.attn.out_proj.weight,
-                model.mlp[0].weight, model.mlp[2].weight, model.head.weight]
+    expected = [
+        model.patch.weight.reshape(16, -1),
+        q,
+        k,
+        v,
+        model.attn.out_proj.weight,
+        model.mlp[0].weight,
+        model.mlp[2].weight,
+        model.head.weight,
+    ]
     return model, expected
 
 
@@ -134,7 +149,11 @@ def test_log_space_survives_overflow():
     assert result.r is None
     expected = sum(math.log(float(torch.linalg.matrix_norm(l.weight.detach().double(), 2))) for l in layers)
     ratios = sum(
-        (float(l.weight.detach().double().norm(dim=1).sum()) / float(torch.linalg.matrix_norm(l.weight.detach().double(), 2))) ** (2 / 3)
+        (
+            float(l.weight.detach().double().norm(dim=1).sum())
+            / float(torch.linalg.matrix_norm(l.weight.detach().double(), 2))
+        )
+        ** (2 / 3)
         for l in layers
     )
     assert result.log_r == pytest.approx(expected + 1.5 * math.log(ratios), rel=1e-8)

@@ -68,7 +68,9 @@ def test_image_stage_trains_fits_and_plots(finished_run):
     assert len(cells) == len(config["widths"]) * len(config["seeds"])
     table = pd.read_parquet(finished_run / "results/tables/images.parquet")
     assert list(table.groupby(["width", "seed"])["epoch"].max().unique()) == [config["epochs"]]
-    assert {"dataset", "N", "P", "seed", "epoch", "train_loss", "val_loss", "train_acc", "val_acc"} <= set(table.columns)
+    assert {"dataset", "N", "P", "seed", "epoch", "train_loss", "val_loss", "train_acc", "val_acc"} <= set(
+        table.columns
+    )
     fits = pd.read_parquet(finished_run / "results/fits/images.parquet")
     assert len(fits) == 4 * 2 * 3  # metrics x epoch rules (all, final) x default quantiles
     assert set(fits["epoch_rule"]) == {"all", "final"}
@@ -88,7 +90,9 @@ def test_deep_nets_stage_trains_analyses_and_tabulates(finished_run):
     cells = sorted(root.rglob("*.parquet"))
     assert len(cells) == len(config["train_sizes"]) * len(config["seeds"])
     cell = pd.read_parquet(cells[0])
-    assert {"P", "seed", "step", "epoch", "log_norm", "test_error", "test_loss", "train_loss", "status"} <= set(cell.columns)
+    assert {"P", "seed", "step", "epoch", "log_norm", "test_error", "test_loss", "train_loss", "status"} <= set(
+        cell.columns
+    )
     assert cell["step"].iloc[0] == 0 and (cell["status"] == "ok").all()
     assert cell["log_norm"].iloc[-1] > cell["log_norm"].iloc[0]  # the norm grows along training
     fit = json.loads((finished_run / "results/fits/deep_nets/model~cnn/dataset~digits.json").read_text())
@@ -123,8 +127,11 @@ def test_generated_captions_are_clean_rst(finished_run):
     captions = sorted((finished_run / "results" / "report").glob("*.rst"))
     assert len(captions) >= 5
     for path in captions:
-        docutils.core.publish_parts(path.read_text(), writer="html",
-                                    settings_overrides={"report_level": 2, "halt_level": 2, "warning_stream": False})
+        docutils.core.publish_parts(
+            path.read_text(),
+            writer="html",
+            settings_overrides={"report_level": 2, "halt_level": 2, "warning_stream": False},
+        )
 
 
 def test_nothing_to_do_after_a_run(finished_run):
@@ -138,15 +145,30 @@ def test_a_per_d_schedule_reruns_only_that_ds_bundles(finished_run):
     jobs = planned_jobs(finished_run, config)
     trained = sorted((wc["d"], int(wc["width"])) for rule, wc in jobs if rule == "train_teacher_student")
     assert trained == [("3", w) for w in sorted(config["teacher_student"]["widths"])]
-    assert {rule for rule, _ in jobs} == {"train_teacher_student", "aggregate_teacher_student", "fit_teacher_student", "plot_teacher_student", "all"}
+    assert {rule for rule, _ in jobs} == {
+        "train_teacher_student",
+        "aggregate_teacher_student",
+        "fit_teacher_student",
+        "plot_teacher_student",
+        "all",
+    }
 
 
 def test_a_dimension_setting_reruns_the_estimates_not_the_training(finished_run):
     config = tiny_config()
     config["dimension"]["bootstrap"] = 30
     rules = {rule for rule, _ in planned_jobs(finished_run, config)}
-    assert rules == {"dimension_teacher", "aggregate_dimension", "fit_teacher_student", "plot_teacher_student", "all",
-                     "dimension_images", "fit_images", "plot_images", "plot_images_dims"}  # images: refit, no retraining
+    assert rules == {
+        "dimension_teacher",
+        "aggregate_dimension",
+        "fit_teacher_student",
+        "plot_teacher_student",
+        "all",
+        "dimension_images",
+        "fit_images",
+        "plot_images",
+        "plot_images_dims",
+    }  # images: refit, no retraining
 
 
 def test_a_new_width_trains_only_its_bundles(finished_run):

@@ -62,7 +62,11 @@ class BrokenPowerLawFit:
 
     def to_dict(self) -> dict:
         out = {k: json_float(v) for k, v in self.params.items()}
-        out.update(rms_relative_error=json_float(self.rms_relative_error), n_points=int(self.n_points), diagnostics=list(self.diagnostics))
+        out.update(
+            rms_relative_error=json_float(self.rms_relative_error),
+            n_points=int(self.n_points),
+            diagnostics=list(self.diagnostics),
+        )
         return out
 
 
@@ -73,12 +77,16 @@ def _bpl_inputs(x, y) -> tuple[np.ndarray, np.ndarray]:
         if not np.all(np.isfinite(values)):
             raise UserError(f"{name} has {int((~np.isfinite(values)).sum())} NaN/inf value(s); drop those points")
         if np.any(values <= 0):
-            raise UserError(f"{name} has {int((values <= 0).sum())} value(s) <= 0; a broken power law needs positive values")
+            raise UserError(
+                f"{name} has {int((values <= 0).sum())} value(s) <= 0; a broken power law needs positive values"
+            )
         arrays.append(values)
     if len(arrays[0]) != len(arrays[1]):
         raise UserError(f"x has {len(arrays[0])} values but y has {len(arrays[1])}; give one y per x")
     if len(np.unique(arrays[0])) < 8:
-        raise UserError(f"a broken power law has 6 parameters; it needs >= 8 distinct x, got {len(np.unique(arrays[0]))}")
+        raise UserError(
+            f"a broken power law has 6 parameters; it needs >= 8 distinct x, got {len(np.unique(arrays[0]))}"
+        )
     return arrays[0], arrays[1]
 
 
@@ -100,7 +108,9 @@ def fit_broken_power_law(x, y) -> BrokenPowerLawFit:
         for first in range(0, len(breaks), chunk):
             log_d1 = breaks[first : first + chunk]
             # shape (breaks, c0, c1, points)
-            logs = _bpl_log_shape(log_x, _BPL_C0[None, :, None, None], _BPL_C1[None, None, :, None], log_d1[:, None, None, None], f1)
+            logs = _bpl_log_shape(
+                log_x, _BPL_C0[None, :, None, None], _BPL_C1[None, None, :, None], log_d1[:, None, None, None], f1
+            )
             with np.errstate(over="ignore"):
                 g = np.exp(logs)
             zero = np.zeros(g.shape[:-1])
@@ -111,7 +121,10 @@ def fit_broken_power_law(x, y) -> BrokenPowerLawFit:
             k = int(np.argmin(objective))
             if objective.flat[k] < best[0]:
                 i, j, l = np.unravel_index(k, objective.shape)
-                best = (objective.flat[k], np.array([theta[i, j, l, 0], theta[i, j, l, 1], _BPL_C0[j], _BPL_C1[l], log_d1[i], np.log(f1)]))
+                best = (
+                    objective.flat[k],
+                    np.array([theta[i, j, l, 0], theta[i, j, l, 1], _BPL_C0[j], _BPL_C1[l], log_d1[i], np.log(f1)]),
+                )
     start = best[1]
 
     def residuals(q):  # q: a, log b, c0, c1, log d1, log f1
@@ -122,7 +135,15 @@ def fit_broken_power_law(x, y) -> BrokenPowerLawFit:
     upper = [np.inf, np.inf, np.inf, np.inf, log_x.max() + 5.0, np.log(10.0)]
     q = q0
     try:
-        polished = optimize.least_squares(residuals, np.clip(q0, lower, upper), bounds=(lower, upper), xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=5000)
+        polished = optimize.least_squares(
+            residuals,
+            np.clip(q0, lower, upper),
+            bounds=(lower, upper),
+            xtol=1e-15,
+            ftol=1e-15,
+            gtol=1e-15,
+            max_nfev=5000,
+        )
         if np.sum(polished.fun**2) <= np.sum(residuals(q0) ** 2):
             q = polished.x
     except ValueError:
@@ -131,7 +152,9 @@ def fit_broken_power_law(x, y) -> BrokenPowerLawFit:
     notes = []
     xs = np.sort(np.unique(x))
     if not xs[1] <= d1 <= xs[-2]:
-        notes.append(f"the break d1 = {d1:.4g} lies outside the data's interior [{xs[1]:.4g}, {xs[-2]:.4g}]: no break is resolved")
+        notes.append(
+            f"the break d1 = {d1:.4g} lies outside the data's interior [{xs[1]:.4g}, {xs[-2]:.4g}]: no break is resolved"
+        )
     if abs(c0 + c1) < 0.02:
         notes.append("the curve is flat beyond the break: the break and the constant a describe the same floor")
     if len(x) < 12:

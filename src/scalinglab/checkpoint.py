@@ -56,19 +56,23 @@ class Checkpointer:
         try:
             blob = torch.load(self.path, weights_only=False, map_location="cpu")
         except Exception as exc:  # a foreign or damaged file: start over rather than fail
-            print(f"note: ignoring unreadable checkpoint {self.path} ({type(exc).__name__}); starting from step 0", file=sys.stderr)
+            print(
+                f"note: ignoring unreadable checkpoint {self.path} ({type(exc).__name__}); starting from step 0",
+                file=sys.stderr,
+            )
             return None
         if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("key") != self.key:
-            print(f"note: checkpoint {self.path} belongs to another run (settings or data changed); starting from step 0",
-                  file=sys.stderr)
+            print(
+                f"note: checkpoint {self.path} belongs to another run (settings or data changed); starting from step 0",
+                file=sys.stderr,
+            )
             return None
         print(f"resuming from checkpoint {self.path} at step {blob['state']['step']}", file=sys.stderr)
         return blob["state"]
 
     def due(self, step: int, check_every: int = CHECK_EVERY_STEPS) -> bool:
         """Whether to save after `step`; the clock is read every `check_every` steps (1: every call)."""
-        return (self.path is not None and step % check_every == 0
-                and time.monotonic() - self.last_save >= self.every_s)
+        return self.path is not None and step % check_every == 0 and time.monotonic() - self.last_save >= self.every_s
 
     def save(self, state: dict) -> None:
         with atomic_path(self.path) as tmp:

@@ -45,7 +45,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         # show the branch that got furthest, not the union of every branch's complaint
         if not isinstance(error.instance, (dict, list)):
             return f"{_key_path(error)}: {error.instance!r} is not valid; expected {_expected(error)}"
-        kinds = [b["properties"]["kind"]["const"] for b in error.schema.get("oneOf", []) if "kind" in b.get("properties", {})]
+        kinds = [
+            b["properties"]["kind"]["const"] for b in error.schema.get("oneOf", []) if "kind" in b.get("properties", {})
+        ]
         if kinds and isinstance(error.instance, dict) and error.instance.get("kind") not in kinds:
             got = f"{error.instance['kind']!r} is not" if "kind" in error.instance else "missing; it must be"
             return f"{_key_path(error)}.kind: {got} one of {', '.join(map(repr, kinds))}"

@@ -151,8 +151,9 @@ class ConvNetEnsemble(nn.Module):
             h = F.conv2d(x, self.conv1_w, self.conv1_b, padding=1)
         elif x.dim() == 5 and x.shape[0] == e:  # member e sees x[e]: members' inputs side by side
             _, b, c_in, height, width = x.shape
-            h = F.conv2d(x.transpose(0, 1).reshape(b, e * c_in, height, width), self.conv1_w, self.conv1_b,
-                         padding=1, groups=e)
+            h = F.conv2d(
+                x.transpose(0, 1).reshape(b, e * c_in, height, width), self.conv1_w, self.conv1_b, padding=1, groups=e
+            )
         else:
             raise ValueError(f"expected input (B, C, H, W) or ({e}, B, C, H, W), got {tuple(x.shape)}")
         h = F.max_pool2d(F.relu(h), 2)

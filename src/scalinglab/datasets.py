@@ -576,7 +576,9 @@ def _as_channels(value, device: torch.device) -> torch.Tensor:
 
 def _check_name(name: str) -> str:
     canonical = name.lower().replace("_", "-")
-    canonical = {"cifar-10": "cifar10", "cifar-100": "cifar100", "fashionmnist": "fashion-mnist"}.get(canonical, canonical)
+    canonical = {"cifar-10": "cifar10", "cifar-100": "cifar100", "fashionmnist": "fashion-mnist"}.get(
+        canonical, canonical
+    )
     if canonical not in NAMES:
         raise UserError(f"unknown dataset '{name}'; choose one of {', '.join(NAMES)}")
     return canonical

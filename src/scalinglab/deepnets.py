@@ -52,8 +52,27 @@ OPTIMIZER = {"cnn": torch.optim.Adam, "resnet": torch.optim.Adam, "vit": torch.o
 DEFAULT_WIDTH = {"cnn": 32, "resnet": 64, "vit": 128}
 DEFAULT_DEPTH = {"cnn": 3, "resnet": 2, "vit": 4}  # cnn: fixed at three conv layers
 EVAL_CHUNK = 1000
-COLUMNS = ["model", "dataset", "width", "depth", "N", "P", "seed", "step", "epoch", "samples", "log_norm", "norm",
-           "test_error", "test_loss", "train_error", "train_loss", "spectral_converged", "status", "seconds"]
+COLUMNS = [
+    "model",
+    "dataset",
+    "width",
+    "depth",
+    "N",
+    "P",
+    "seed",
+    "step",
+    "epoch",
+    "samples",
+    "log_norm",
+    "norm",
+    "test_error",
+    "test_loss",
+    "train_error",
+    "train_loss",
+    "spectral_converged",
+    "status",
+    "seconds",
+]
 
 
 # ---------------------------------------------------------------- the three families
@@ -66,13 +85,18 @@ class CNN(nn.Module):
         super().__init__()
         c, h, w = in_shape
         self.features = nn.Sequential(
-            nn.Conv2d(c, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(c, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1),
+            nn.ReLU(),
         )
         flat = 4 * width * (h // 2) * (w // 2)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(flat, 16 * width), nn.ReLU(),
-                                        nn.Linear(16 * width, n_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, 16 * width), nn.ReLU(), nn.Linear(16 * width, n_classes)
+        )
 
     def forward(self, x):
         return self.classifier(self.features(x))
@@ -100,8 +124,9 @@ class ResNet(nn.Module):
 
     def __init__(self, in_shape: Sequence[int], n_classes: int, width: int = 64, depth: int = 2):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_shape[0], width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_shape[0], width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
         blocks, planes = [], width
         for k, stride in enumerate((1, 2, 2, 2)):
             out = width * 2**k
@@ -178,8 +203,14 @@ def vit_heads(width: int) -> int:
     return max(1, width // 32)
 
 
-def build(model: str, in_shape: Sequence[int], n_classes: int, width: int | None = None, depth: int | None = None,
-          seed: int = 0) -> nn.Module:
+def build(
+    model: str,
+    in_shape: Sequence[int],
+    n_classes: int,
+    width: int | None = None,
+    depth: int | None = None,
+    seed: int = 0,
+) -> nn.Module:
     """One network of a family, initialised from `seed` without touching the global RNG."""
     if model not in FAMILIES:
         raise UserError(f"unknown model family {model!r}; choose one of {', '.join(FAMILIES)}")
@@ -226,7 +257,7 @@ def evaluate(net: nn.Module, split: Split) -> tuple[float, float]:
     net.eval()
     loss, wrong = 0.0, 0
     for start in range(0, len(split.y), EVAL_CHUNK):
-        x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
+        x, y = split.x[start : start + EVAL_CHUNK], split.y[start : start + EVAL_CHUNK]
         logits = net(x)
         loss += float(F.cross_entropy(logits, y, reduction="sum"))
         wrong += int((logits.argmax(1) != y).sum())
@@ -280,12 +311,17 @@ def train_runs(
         keep = subset_indices(test_y, int(test_size), derive_seed("deepnets-test", data.name))
         test_x, test_y = test_x[keep], test_y[keep]
     test = Split(to_float(test_x, data.mean, data.std, dev), test_y.to(dev))
-    key = fingerprint(data.train_x, data.train_y, test_y, model, P, seeds, epochs, batch, lr, width, depth, n_logs,
-                      dev.type) if checkpoint else ""  # hashing the data costs
+    key = (
+        fingerprint(
+            data.train_x, data.train_y, test_y, model, P, seeds, epochs, batch, lr, width, depth, n_logs, dev.type
+        )
+        if checkpoint
+        else ""
+    )  # hashing the data costs
     saver = Checkpointer(checkpoint, checkpoint_every_s, key)
     resumed = saver.load()
     frames = list(resumed["frames"]) if resumed else []
-    for s in seeds[len(frames):]:  # a resumed call has the finished seeds' frames already
+    for s in seeds[len(frames) :]:  # a resumed call has the finished seeds' frames already
         run_state, resumed = (resumed["run"] if resumed else None), None  # only the first run resumes
 
         def checkpoint_after(epoch, run_state, s=s):  # run_state() builds the state only when saving
@@ -293,20 +329,56 @@ def train_runs(
                 state = run_state()
                 saver.save({"step": f"seed {s}, step {state['step']}", "frames": frames, "run": state})
 
-        frames.append(_train_one(data, test, model=model, P=P, seed=s, epochs=epochs, batch=batch, lr=lr,
-                                 width=width, depth=depth, n_logs=n_logs, dev=dev, progress=progress, on_log=on_log,
-                                 checkpoint_after=checkpoint_after, resume=run_state))
+        frames.append(
+            _train_one(
+                data,
+                test,
+                model=model,
+                P=P,
+                seed=s,
+                epochs=epochs,
+                batch=batch,
+                lr=lr,
+                width=width,
+                depth=depth,
+                n_logs=n_logs,
+                dev=dev,
+                progress=progress,
+                on_log=on_log,
+                checkpoint_after=checkpoint_after,
+                resume=run_state,
+            )
+        )
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
-def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, lr, width, depth, n_logs, dev,
-               progress, on_log, checkpoint_after, resume: dict | None) -> pd.DataFrame:
+def _train_one(
+    data: ImageData,
+    test: Split,
+    *,
+    model,
+    P,
+    seed,
+    epochs,
+    batch,
+    lr,
+    width,
+    depth,
+    n_logs,
+    dev,
+    progress,
+    on_log,
+    checkpoint_after,
+    resume: dict | None,
+) -> pd.DataFrame:
     """One seed: its subset (nested across P), init and batch order all derived from the cell's keys.
     After an epoch, checkpoint_after(epoch, state) may save state() (built only then); `resume` (such a
     state) continues one."""
     idx = subset_indices(data.train_y, P, derive_seed("deepnets-subset", data.name, seed))
     train = Split(to_float(data.train_x[idx], data.mean, data.std, dev), data.train_y[idx].to(dev))
-    net = build(model, data.shape, data.n_classes, width, depth, seed=derive_seed("deepnets-init", model, data.name, seed))
+    net = build(
+        model, data.shape, data.n_classes, width, depth, seed=derive_seed("deepnets-init", model, data.name, seed)
+    )
     net = net.to(dev)
     n_params = sum(p.numel() for p in net.parameters())
     optimizer = OPTIMIZER[model](net.parameters(), lr=lr, weight_decay=0.0)  # AdamW's default would be 0.01
@@ -314,8 +386,15 @@ def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, l
     per_epoch = math.ceil(P / batch)
     total = epochs * per_epoch
     logs = set(log_steps(total, n_logs))
-    keys = dict(model=model, dataset=data.name, width=width or DEFAULT_WIDTH[model],
-                depth=depth or DEFAULT_DEPTH[model], N=n_params, P=P, seed=seed)
+    keys = dict(
+        model=model,
+        dataset=data.name,
+        width=width or DEFAULT_WIDTH[model],
+        depth=depth or DEFAULT_DEPTH[model],
+        N=n_params,
+        P=P,
+        seed=seed,
+    )
     rows, state, status = [], None, "ok"
     first_epoch, step, seconds_before = 0, 0, 0.0
     if resume is not None:
@@ -333,10 +412,20 @@ def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, l
         test_error, test_loss = evaluate(net, test)
         train_error, train_loss = evaluate(net, train)
         samples = (step // per_epoch) * P + min((step % per_epoch) * batch, P)
-        row = dict(keys, step=step, epoch=step / per_epoch, samples=samples, log_norm=spectral.log_r,
-                   norm=spectral.r if spectral.r is not None else math.inf, test_error=test_error,
-                   test_loss=test_loss, train_error=train_error, train_loss=train_loss,
-                   spectral_converged=spectral.converged, seconds=time.perf_counter() - started)
+        row = dict(
+            keys,
+            step=step,
+            epoch=step / per_epoch,
+            samples=samples,
+            log_norm=spectral.log_r,
+            norm=spectral.r if spectral.r is not None else math.inf,
+            test_error=test_error,
+            test_loss=test_loss,
+            train_error=train_error,
+            train_loss=train_loss,
+            spectral_converged=spectral.converged,
+            seconds=time.perf_counter() - started,
+        )
         rows.append(row)
         if progress is not None:
             progress(row)
@@ -349,7 +438,7 @@ def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, l
     for epoch in range(first_epoch, epochs):
         order = torch.randperm(P, generator=order_gen).to(dev)
         for start in range(0, P, batch):
-            part = order[start:start + batch]
+            part = order[start : start + batch]
             loss = F.cross_entropy(net(train.x[part]), train.y[part])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -363,10 +452,19 @@ def _train_one(data: ImageData, test: Split, *, model, P, seed, epochs, batch, l
         if status != "ok":
             break
         if epoch + 1 < epochs:
-            checkpoint_after(epoch + 1, lambda: {"epoch": epoch + 1, "step": step, "rows": rows, "spectral": state,
-                                                 "net": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                                 "order_gen": order_gen.get_state(),
-                                                 "seconds": time.perf_counter() - started})
+            checkpoint_after(
+                epoch + 1,
+                lambda: {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "rows": rows,
+                    "spectral": state,
+                    "net": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "order_gen": order_gen.get_state(),
+                    "seconds": time.perf_counter() - started,
+                },
+            )
     frame = pd.DataFrame(rows)
     frame["status"] = status
     return frame

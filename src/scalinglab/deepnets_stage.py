@@ -20,16 +20,42 @@ from scalinglab.rst import simple_table
 
 # The talk's table (seed 001; reference.md): (model, dataset) -> (gamma_pred, gamma_meas)
 TALK = {
-    ("cnn", "mnist"): (0.60, 0.55), ("cnn", "cifar10"): (0.28, 0.25), ("cnn", "cifar100"): (0.16, 0.16),
-    ("resnet", "mnist"): (0.57, 0.69), ("resnet", "cifar10"): (0.54, 0.56), ("resnet", "cifar100"): (0.31, 0.37),
-    ("vit", "mnist"): (0.47, 0.54), ("vit", "cifar10"): (0.23, 0.21), ("vit", "cifar100"): (0.14, 0.12),
+    ("cnn", "mnist"): (0.60, 0.55),
+    ("cnn", "cifar10"): (0.28, 0.25),
+    ("cnn", "cifar100"): (0.16, 0.16),
+    ("resnet", "mnist"): (0.57, 0.69),
+    ("resnet", "cifar10"): (0.54, 0.56),
+    ("resnet", "cifar100"): (0.31, 0.37),
+    ("vit", "mnist"): (0.47, 0.54),
+    ("vit", "cifar10"): (0.23, 0.21),
+    ("vit", "cifar100"): (0.14, 0.12),
 }
-GAMMA_KEYS = ("gamma1", "gamma1_se", "gamma2", "gamma2_se", "gamma_pred", "gamma_pred_se", "gamma_meas",
-              "gamma_meas_se")
+GAMMA_KEYS = (
+    "gamma1",
+    "gamma1_se",
+    "gamma2",
+    "gamma2_se",
+    "gamma_pred",
+    "gamma_pred_se",
+    "gamma_meas",
+    "gamma_meas_se",
+)
 
 
-def train_cell(dataset_path, *, dataset: str, model: str, P: int, seeds: list, settings: dict, device: str = "auto",
-               threads: int = 1, out_paths: list, checkpoint=None, checkpoint_every_s: float = 300.0) -> pd.DataFrame:
+def train_cell(
+    dataset_path,
+    *,
+    dataset: str,
+    model: str,
+    P: int,
+    seeds: list,
+    settings: dict,
+    device: str = "auto",
+    threads: int = 1,
+    out_paths: list,
+    checkpoint=None,
+    checkpoint_every_s: float = 300.0,
+) -> pd.DataFrame:
     """Train every seed of one (model, dataset, P) (one job); one Parquet per seed.
     checkpoint: a file for the state after an epoch (every checkpoint_every_s seconds); a rerun resumes it."""
     from scalinglab import datasets, deepnets
@@ -42,26 +68,50 @@ def train_cell(dataset_path, *, dataset: str, model: str, P: int, seeds: list, s
     data = datasets.read(dataset_path)
     with device_for_job(pick_device(device)) as dev:
         frame = deepnets.train_runs(
-            data, model=model, P=P, seeds=seeds, epochs=settings["epochs"], batch=settings["batch"],
-            lr=settings["lr"], width=settings["width"], depth=settings.get("depth"), n_logs=settings["n_logs"],
-            test_size=settings.get("test_size"), device=dev,
-            progress=lambda row: print(f"seed {row['seed']} step {row['step']} log R {row['log_norm']:.3f} "
-                                       f"test error {row['test_error']:.4f}", flush=True),
-            checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
+            data,
+            model=model,
+            P=P,
+            seeds=seeds,
+            epochs=settings["epochs"],
+            batch=settings["batch"],
+            lr=settings["lr"],
+            width=settings["width"],
+            depth=settings.get("depth"),
+            n_logs=settings["n_logs"],
+            test_size=settings.get("test_size"),
+            device=dev,
+            progress=lambda row: print(
+                f"seed {row['seed']} step {row['step']} log R {row['log_norm']:.3f} test error {row['test_error']:.4f}",
+                flush=True,
+            ),
+            checkpoint=checkpoint,
+            checkpoint_every_s=checkpoint_every_s,
         )
         device_name = str(dev)
     for seed, path in zip(seeds, out_paths):
         part = frame[frame["seed"] == int(seed)].reset_index(drop=True)
         if (part["status"] != "ok").any():
             print(f"warning: {model} on {dataset}, P = {P}, seed {seed} diverged", file=sys.stderr)
-        write_parquet(part, path, {"model": model, "dataset": dataset, "P": int(P), "seed": int(seed),
-                                   "settings": settings, "device": device_name, "torch": torch.__version__})
+        write_parquet(
+            part,
+            path,
+            {
+                "model": model,
+                "dataset": dataset,
+                "P": int(P),
+                "seed": int(seed),
+                "settings": settings,
+                "device": device_name,
+                "torch": torch.__version__,
+            },
+        )
     discard(checkpoint)  # every cell is written: the run is complete
     return frame
 
 
-def analyse_pair(paths: list, *, model: str, dataset: str, window, upper_fraction: float, error: str, json_path,
-                 figures: dict) -> dict:
+def analyse_pair(
+    paths: list, *, model: str, dataset: str, window, upper_fraction: float, error: str, json_path, figures: dict
+) -> dict:
     """gamma1, gamma2, gamma_pred vs gamma_meas for one (model, dataset); its three figures.
 
     When the laws cannot be measured (e.g. too few P with the error minimum inside the norm range
@@ -76,14 +126,29 @@ def analyse_pair(paths: list, *, model: str, dataset: str, window, upper_fractio
     if len(bad):
         print(f"warning: leaving out {len(bad)} diverged runs: {bad.to_dict('records')}", file=sys.stderr)
     ok = frame[frame["status"] == "ok"]
-    summary = {"model": model, "dataset": dataset, "error": error, "train_sizes": sorted(int(p) for p in frame["P"].unique()),
-               "seeds": sorted(int(s) for s in frame["seed"].unique()), "N": int(frame["N"].iloc[0]),
-               "epochs": float(frame["epoch"].max()), "diverged_runs": len(bad)}
+    summary = {
+        "model": model,
+        "dataset": dataset,
+        "error": error,
+        "train_sizes": sorted(int(p) for p in frame["P"].unique()),
+        "seeds": sorted(int(s) for s in frame["seed"].unique()),
+        "N": int(frame["N"].iloc[0]),
+        "epochs": float(frame["epoch"].max()),
+        "diverged_runs": len(bad),
+    }
     try:
         if ok.empty:
             raise UserError("every run diverged")
-        result = analyse(ok, p="P", seed="seed", norm="log_norm", error=error, norm_is_log=True,
-                         window=tuple(window), upper_fraction=upper_fraction)
+        result = analyse(
+            ok,
+            p="P",
+            seed="seed",
+            norm="log_norm",
+            error=error,
+            norm_is_log=True,
+            window=tuple(window),
+            upper_fraction=upper_fraction,
+        )
     except UserError as exc:
         summary.update({k: math.nan for k in GAMMA_KEYS}, status="unresolved", message=str(exc))
         print(f"note: {model} on {dataset}: the laws could not be measured: {exc}", file=sys.stderr)
@@ -92,8 +157,9 @@ def analyse_pair(paths: list, *, model: str, dataset: str, window, upper_fractio
             _message_figure(f"{model} on {dataset}: not measured\n{exc}", figures[key])
     else:
         summary.update(result.to_dict(), status="ok", message="")
-        plots.implicit_bias_curves(result.curves, figures["curves"], xlabel="spectral complexity R",
-                                   ylabel=error.replace("_", " "))
+        plots.implicit_bias_curves(
+            result.curves, figures["curves"], xlabel="spectral complexity R", ylabel=error.replace("_", " ")
+        )
         plots.implicit_bias_collapse(result.collapse, result.window, figures["collapse"])
         plots.implicit_bias_learning_curve(result, figures["learning"])
         print(result.summary())
@@ -101,18 +167,34 @@ def analyse_pair(paths: list, *, model: str, dataset: str, window, upper_fractio
     return summary
 
 
-def gamma_table(json_paths: list, *, perceptron_json=None, parquet_path, json_path, caption_path, figure_path) -> pd.DataFrame:
+def gamma_table(
+    json_paths: list, *, perceptron_json=None, parquet_path, json_path, caption_path, figure_path
+) -> pd.DataFrame:
     """All (model, dataset) results (and the perceptron's, if given) as one table laid out like the
     talk's: model, dataset, gamma_pred, gamma_meas, their SEs, and the talk's values beside them."""
     rows = []
     for path in json_paths:
         s = json.loads(Path(path).read_text())
-        rows.append({"model": s["model"], "dataset": s["dataset"], **{k: s[k] for k in GAMMA_KEYS},
-                     "status": s["status"], "message": s["message"]})
+        rows.append(
+            {
+                "model": s["model"],
+                "dataset": s["dataset"],
+                **{k: s[k] for k in GAMMA_KEYS},
+                "status": s["status"],
+                "message": s["message"],
+            }
+        )
     if perceptron_json is not None:
         s = json.loads(Path(perceptron_json).read_text())
-        rows.append({"model": "perceptron", "dataset": f"teacher N={s.get('N')}", **{k: s[k] for k in GAMMA_KEYS},
-                     "status": "ok", "message": ""})
+        rows.append(
+            {
+                "model": "perceptron",
+                "dataset": f"teacher N={s.get('N')}",
+                **{k: s[k] for k in GAMMA_KEYS},
+                "status": "ok",
+                "message": "",
+            }
+        )
     table = pd.DataFrame(rows)
     table["talk_gamma_pred"] = [TALK.get((m, d), (math.nan, math.nan))[0] for m, d in zip(table.model, table.dataset)]
     table["talk_gamma_meas"] = [TALK.get((m, d), (math.nan, math.nan))[1] for m, d in zip(table.model, table.dataset)]
@@ -140,12 +222,25 @@ def _caption(table: pd.DataFrame) -> str:
     body = []
     for r in table.itertuples():
         talk = f"{r.talk_gamma_pred:.2f} / {r.talk_gamma_meas:.2f}" if math.isfinite(r.talk_gamma_pred) else "–"
-        body.append([r.model, r.dataset, _num(r.gamma1, r.gamma1_se), _num(r.gamma2, r.gamma2_se),
-                     _num(r.gamma_pred, r.gamma_pred_se), _num(r.gamma_meas, r.gamma_meas_se), talk])
-    out = ["Implicit-bias scaling laws (D'Amico, Bocchi & Negri): early-training ε ≈ k1 λ^-γ1, optimal "
-           "norm λ_opt ≈ k2 P^γ2, so ε_opt ~ P^-γ with γ_pred = γ1·γ2, against γ_meas fitted to ε_opt(P). "
-           "Deep nets: λ = Bartlett's spectral complexity, ε = test error along training; ± = standard errors.",
-           "", *simple_table(header, body), ""]
+        body.append(
+            [
+                r.model,
+                r.dataset,
+                _num(r.gamma1, r.gamma1_se),
+                _num(r.gamma2, r.gamma2_se),
+                _num(r.gamma_pred, r.gamma_pred_se),
+                _num(r.gamma_meas, r.gamma_meas_se),
+                talk,
+            ]
+        )
+    out = [
+        "Implicit-bias scaling laws (D'Amico, Bocchi & Negri): early-training ε ≈ k1 λ^-γ1, optimal "
+        "norm λ_opt ≈ k2 P^γ2, so ε_opt ~ P^-γ with γ_pred = γ1·γ2, against γ_meas fitted to ε_opt(P). "
+        "Deep nets: λ = Bartlett's spectral complexity, ε = test error along training; ± = standard errors.",
+        "",
+        *simple_table(header, body),
+        "",
+    ]
     for r in table.itertuples():
         if r.status != "ok":
             out.append(f"- {r.model} on {r.dataset}: not measured ({r.message})")
@@ -159,8 +254,9 @@ def _raw_curves(frame: pd.DataFrame, error: str, path) -> None:
     mean = frame.groupby(["P", "step"]).agg(lam=("log_norm", "mean"), error=(error, "mean")).reset_index()
     mean["lam"] = np.exp(mean["lam"])
     mean = mean[mean["error"] > 0]
-    plots.implicit_bias_curves(mean[["P", "lam", "error"]], path, xlabel="spectral complexity R",
-                               ylabel=error.replace("_", " "))
+    plots.implicit_bias_curves(
+        mean[["P", "lam", "error"]], path, xlabel="spectral complexity R", ylabel=error.replace("_", " ")
+    )
 
 
 def _message_figure(text: str, path) -> None:
@@ -184,10 +280,24 @@ def _gamma_figure(table: pd.DataFrame, path) -> None:
     done = table[np.isfinite(table["gamma_pred"])]
     for i, r in enumerate(done.itertuples()):
         color = f"C{i % 10}"
-        ax.errorbar(r.gamma_meas, r.gamma_pred, xerr=_finite(r.gamma_meas_se), yerr=_finite(r.gamma_pred_se),
-                    fmt="o", color=color, label=f"{r.model} / {r.dataset}")
+        ax.errorbar(
+            r.gamma_meas,
+            r.gamma_pred,
+            xerr=_finite(r.gamma_meas_se),
+            yerr=_finite(r.gamma_pred_se),
+            fmt="o",
+            color=color,
+            label=f"{r.model} / {r.dataset}",
+        )
         if math.isfinite(r.talk_gamma_pred):
-            ax.plot(r.talk_gamma_meas, r.talk_gamma_pred, "s", mfc="none", color=color, label=f"talk: {r.model} / {r.dataset}")
+            ax.plot(
+                r.talk_gamma_meas,
+                r.talk_gamma_pred,
+                "s",
+                mfc="none",
+                color=color,
+                label=f"talk: {r.model} / {r.dataset}",
+            )
     values = np.concatenate([done[["gamma_pred", "gamma_meas"]].to_numpy().ravel(), [0.0, 0.8]])
     hi = float(np.nanmax(values)) * 1.15 + 0.05
     lo = min(0.0, float(np.nanmin(values)) * 1.15)

@@ -133,7 +133,9 @@ def _full_precision_matmul():
         torch.set_float32_matmul_precision(previous)
 
 
-def knn_distances(X, k: int, chunk: int | None = None, device=None, method: str = "auto", info: dict | None = None) -> np.ndarray:
+def knn_distances(
+    X, k: int, chunk: int | None = None, device=None, method: str = "auto", info: dict | None = None
+) -> np.ndarray:
     """(n, k) float64 distances from each point to its k nearest other points, ascending.
 
     Exact duplicates are dropped first (with a warning), so n counts distinct points. The pass is
@@ -172,8 +174,9 @@ def knn_distances(X, k: int, chunk: int | None = None, device=None, method: str 
         sq = left[:, -2].double()
         pruned = None
         if method == "pruned" or (method == "auto" and _worth_trying_pruning(n, X.shape[1])):
-            pruned = _pruned_candidates(exact, centre, left, right, sq, k, n_candidates, tile, info,
-                                        check=method == "auto")
+            pruned = _pruned_candidates(
+                exact, centre, left, right, sq, k, n_candidates, tile, info, check=method == "auto"
+            )
         if pruned is None:
             cand_d2, cand_idx = _candidates(left, right, n_candidates, tile)
         else:
@@ -188,8 +191,9 @@ def _augmented(exact, centre, rows_per_block):
     """float32 [x, |x|^2, 1] and [-2x, 1, |x|^2] (x = centred points): one matmul of the two gives
     |x|^2 + |y|^2 - 2 x.y, the squared distances, without extra passes over the block."""
     centre = centre.to(exact.dtype)
-    return _augment_rows(len(exact), exact.shape[1], exact.device, rows_per_block,
-                         lambda rows: (exact[rows] - centre).float())  # any fixed shift keeps distances
+    return _augment_rows(
+        len(exact), exact.shape[1], exact.device, rows_per_block, lambda rows: (exact[rows] - centre).float()
+    )  # any fixed shift keeps distances
 
 
 def _augment_rows(n, width, device, rows_per_block, vectors):
@@ -511,8 +515,11 @@ def _pairs_below(low_left, low_right, rows, threshold, tile, limit=None):
     and which rows have more than `limit` such pairs (their pairs are left out: memory stays bounded)."""
     n = len(low_right)
     bound_limit = threshold.float()
-    bound_limit = torch.where(bound_limit.double() < threshold,
-                              torch.nextafter(bound_limit, torch.full_like(bound_limit, float("inf"))), bound_limit)
+    bound_limit = torch.where(
+        bound_limit.double() < threshold,
+        torch.nextafter(bound_limit, torch.full_like(bound_limit, float("inf"))),
+        bound_limit,
+    )
     queries = low_left[rows]
     counts = torch.zeros(len(rows), dtype=torch.long, device=rows.device)
     found_rows, found_cols = [], []
@@ -560,8 +567,9 @@ def _complete_rows(left, right, low_left, low_right, rows, threshold, d2, idx, t
 def _dense_rows(left, right, rows, n_keep, tile):
     """The n_keep nearest others of `rows` by float32 distance over all points, ascending."""
     queries = left[rows]
-    return _nearest_by_blocks(rows, len(left), n_keep, max(n_keep, tile),
-                              lambda start, stop: queries @ right[start:stop].T, torch.float32)
+    return _nearest_by_blocks(
+        rows, len(left), n_keep, max(n_keep, tile), lambda start, stop: queries @ right[start:stop].T, torch.float32
+    )
 
 
 def _predicted_cost_ratio(left, right, low_left, low_right, error, k, n_lower, tile, info):
@@ -615,8 +623,7 @@ def _bootstrap_ci(values: np.ndarray, statistic, n_boot: int, seed: int) -> tupl
     n = len(values)
     batch = max(1, (1 << 23) // n)  # bounds the (batch, n) resample array to 64 MiB
     estimates = [
-        statistic(values[rng.integers(0, n, size=(min(batch, n_boot - done), n))])
-        for done in range(0, n_boot, batch)
+        statistic(values[rng.integers(0, n, size=(min(batch, n_boot - done), n))]) for done in range(0, n_boot, batch)
     ]
     lo, hi = np.percentile(np.concatenate(estimates), [2.5, 97.5])
     return (float(lo), float(hi))
@@ -649,7 +656,9 @@ class TwoNN:
             raise ValueError(f"discard_fraction must be in (0, 1), got {self.discard_fraction}")
         dist = _check_distances(dist, need=2)
         if int(len(dist) * (1 - self.discard_fraction)) < 2:
-            raise ValueError(f"{len(dist)} points leave fewer than 2 ratios after discarding {self.discard_fraction:.0%}")
+            raise ValueError(
+                f"{len(dist)} points leave fewer than 2 ratios after discarding {self.discard_fraction:.0%}"
+            )
         mu = dist[:, 1] / dist[:, 0]
         slopes = lambda m: _twonn_slopes(m, self.discard_fraction)  # noqa: E731
         self.dimension_ = float(slopes(mu[None, :])[0])

@@ -19,8 +19,18 @@ from scalinglab.io import concat_parquet, write_parquet
 from scalinglab.rst import simple_table
 
 
-def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int], subsample: int | None,
-                     bootstrap: int, seed: int, out_path, mle_unbiased: bool = False) -> pd.DataFrame:
+def estimate_teacher(
+    test_path,
+    *,
+    d: int,
+    estimators: list[str],
+    ks: list[int],
+    subsample: int | None,
+    bootstrap: int,
+    seed: int,
+    out_path,
+    mle_unbiased: bool = False,
+) -> pd.DataFrame:
     """TwoNN and MLE(k) of one teacher manifold: rows for points x and for points (x, y)."""
     from scalinglab.dimension import estimate
 
@@ -29,8 +39,15 @@ def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int],
     width = int(data["width"])
     frames = []
     for target, points in (("x", x), ("xy", np.column_stack([x, y]))):
-        est = estimate(points, estimators=estimators, ks=ks, subsample=subsample, seed=seed, bootstrap=bootstrap,
-                       mle_unbiased=mle_unbiased)
+        est = estimate(
+            points,
+            estimators=estimators,
+            ks=ks,
+            subsample=subsample,
+            seed=seed,
+            bootstrap=bootstrap,
+            mle_unbiased=mle_unbiased,
+        )
         est.insert(0, "target", target)
         frames.append(est)
     frame = pd.concat(frames, ignore_index=True)
@@ -43,9 +60,18 @@ def estimate_teacher(test_path, *, d: int, estimators: list[str], ks: list[int],
     return frame
 
 
-
-def estimate_images(data_path, *, dataset: str, estimators: list[str], ks: list[int], subsample: int | None,
-                    bootstrap: int, seed: int, out_path, mle_unbiased: bool = False) -> pd.DataFrame:
+def estimate_images(
+    data_path,
+    *,
+    dataset: str,
+    estimators: list[str],
+    ks: list[int],
+    subsample: int | None,
+    bootstrap: int,
+    seed: int,
+    out_path,
+    mle_unbiased: bool = False,
+) -> pd.DataFrame:
     """TwoNN and MLE(k) of one image dataset: flattened pixels scaled to [0, 1], train and test
     images together, at their stored resolution (digits' 8x8, not the ConvNet's upsampled 16x16:
     repeating pixels scales every distance by the same factor, which these estimators ignore)."""
@@ -55,8 +81,15 @@ def estimate_images(data_path, *, dataset: str, estimators: list[str], ks: list[
     data = datasets.read(data_path)
     x = torch.cat([data.train_x, data.test_x]).flatten(1)
     points = x.double().numpy() / (255.0 if x.dtype == torch.uint8 else 1.0)
-    frame = estimate(points, estimators=estimators, ks=ks, subsample=subsample, seed=seed, bootstrap=bootstrap,
-                       mle_unbiased=mle_unbiased)
+    frame = estimate(
+        points,
+        estimators=estimators,
+        ks=ks,
+        subsample=subsample,
+        seed=seed,
+        bootstrap=bootstrap,
+        mle_unbiased=mle_unbiased,
+    )
     frame.insert(0, "target", "x")
     frame.insert(0, "manifold_dim", pd.array([pd.NA] * len(frame), dtype="Int64"))
     frame.insert(0, "embedding_width", pd.array([pd.NA] * len(frame), dtype="Int64"))
@@ -64,8 +97,17 @@ def estimate_images(data_path, *, dataset: str, estimators: list[str], ks: list[
     frame.insert(0, "dataset", dataset)
     frame = frame[["dataset", "d", "embedding_width", "manifold_dim", "target", *frame.columns[5:]]]
     frame["note"] = ""  # non-empty notes flag teachers whose d >= the embedding width
-    write_parquet(frame, out_path, {"dataset": dataset, "estimators": estimators, "ks": ks, "subsample": subsample,
-                                    "dataset_md5": data.meta.get("content_md5")})
+    write_parquet(
+        frame,
+        out_path,
+        {
+            "dataset": dataset,
+            "estimators": estimators,
+            "ks": ks,
+            "subsample": subsample,
+            "dataset_md5": data.meta.get("content_md5"),
+        },
+    )
     return frame
 
 
@@ -99,8 +141,15 @@ def plot_dimension_vs_k(dims: pd.DataFrame, path) -> None:
         color = cmap(i / max(len(datasets) - 1, 1))
         sub = dims[(dims["dataset"] == name) & (dims["target"] == "x")]
         mle = sub[sub["estimator"] == "mle"].sort_values("k")
-        ax.errorbar(mle["k"].astype(float), mle["dimension"], yerr=[mle["dimension"] - mle["ci_lo"], mle["ci_hi"] - mle["dimension"]],
-                    color=color, marker="o", capsize=2, label=f"{name}: MLE")
+        ax.errorbar(
+            mle["k"].astype(float),
+            mle["dimension"],
+            yerr=[mle["dimension"] - mle["ci_lo"], mle["ci_hi"] - mle["dimension"]],
+            color=color,
+            marker="o",
+            capsize=2,
+            label=f"{name}: MLE",
+        )
         twonn = sub[sub["estimator"] == "twonn"]
         if len(twonn):
             ax.axhline(twonn["dimension"].iloc[0], color=color, linestyle="--", linewidth=1)
@@ -130,15 +179,17 @@ def comparison_rst(table: pd.DataFrame, k: int) -> str:
     rows = []
     for i in range(len(table)):
         row = table.iloc[i]
-        rows.append([
-            "inf" if math.isinf(row["P"]) else str(int(row["P"])),
-            str(int(row["d"])),
-            str(int(row["manifold_dim"])),
-            f"{row['twonn']:.2f}" if "twonn" in table and pd.notna(row["twonn"]) else "-",
-            f"{row[f'mle_k{k}']:.2f}" if f"mle_k{k}" in table and pd.notna(row[f"mle_k{k}"]) else "-",
-            f"{row['4/alpha']:.2f} [{row['4/alpha lo']:.2f}, {row['4/alpha hi']:.2f}]",
-            f"{row['4/alpha median']:.2f}" if pd.notna(row["4/alpha median"]) else "-",
-        ])
+        rows.append(
+            [
+                "inf" if math.isinf(row["P"]) else str(int(row["P"])),
+                str(int(row["d"])),
+                str(int(row["manifold_dim"])),
+                f"{row['twonn']:.2f}" if "twonn" in table and pd.notna(row["twonn"]) else "-",
+                f"{row[f'mle_k{k}']:.2f}" if f"mle_k{k}" in table and pd.notna(row[f"mle_k{k}"]) else "-",
+                f"{row['4/alpha']:.2f} [{row['4/alpha lo']:.2f}, {row['4/alpha hi']:.2f}]",
+                f"{row['4/alpha median']:.2f}" if pd.notna(row["4/alpha median"]) else "-",
+            ]
+        )
     return "\n".join(simple_table(cols, rows)) + "\n"
 
 

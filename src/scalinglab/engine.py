@@ -60,7 +60,9 @@ class MLPEnsemble:
             gen = torch.Generator().manual_seed(int(seed))
             for name in ("W1", "W2", "W3"):
                 fan_in = views[name].shape[1]
-                views[name][e].copy_(torch.randn(views[name].shape[1:], generator=gen, dtype=torch.float64) / math.sqrt(fan_in))
+                views[name][e].copy_(
+                    torch.randn(views[name].shape[1:], generator=gen, dtype=torch.float64) / math.sqrt(fan_in)
+                )
         ens.flat = ens.flat.to(device)
         return ens
 
@@ -81,9 +83,12 @@ class MLPEnsemble:
         """Member e's weights as an nn.Linear-style state dict (weight is (out, in))."""
         v = self.views(self.flat)
         return {
-            "0.weight": v["W1"][e].T.clone(), "0.bias": v["b1"][e, 0].clone(),
-            "2.weight": v["W2"][e].T.clone(), "2.bias": v["b2"][e, 0].clone(),
-            "4.weight": v["W3"][e].T.clone(), "4.bias": v["b3"][e, 0].clone(),
+            "0.weight": v["W1"][e].T.clone(),
+            "0.bias": v["b1"][e, 0].clone(),
+            "2.weight": v["W2"][e].T.clone(),
+            "2.bias": v["b2"][e, 0].clone(),
+            "4.weight": v["W3"][e].T.clone(),
+            "4.bias": v["b3"][e, 0].clone(),
         }
 
 
@@ -137,8 +142,21 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, lr, step, fused: bool = True):
     than the eight elementwise ops below, which torch.compile fuses by itself and runs instead)."""
     beta1, beta2 = ADAM_BETAS
     if fused:
-        torch._fused_adam_([param], [grad], [exp_avg], [exp_avg_sq], [], [step], lr=lr, beta1=beta1, beta2=beta2,
-                           weight_decay=0.0, eps=ADAM_EPS, amsgrad=False, maximize=False)
+        torch._fused_adam_(
+            [param],
+            [grad],
+            [exp_avg],
+            [exp_avg_sq],
+            [],
+            [step],
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=0.0,
+            eps=ADAM_EPS,
+            amsgrad=False,
+            maximize=False,
+        )
         return
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
@@ -164,8 +182,19 @@ class Trainer:
 
     def _compiled_step(self, flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr):
         # views are taken inside the graph so that the compiler sees one flat buffer per state
-        return self._update(self.ens.views(flat), self.ens.views(grad), flat, grad, exp_avg, exp_avg_sq, step_count,
-                            x, y, lr, fused=False)  # the fused kernel has no compile support
+        return self._update(
+            self.ens.views(flat),
+            self.ens.views(grad),
+            flat,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            step_count,
+            x,
+            y,
+            lr,
+            fused=False,
+        )  # the fused kernel has no compile support
 
     @staticmethod
     def _update(p, g, flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr, fused=True):
@@ -247,9 +276,28 @@ def train(
     batches = schedule.batch_per_step()
     total = schedule.total_steps
     eval_at = log_spaced_steps(total, n_evals)
-    saver = Checkpointer(checkpoint, checkpoint_every_s, key=fingerprint(
-        ens.E, ens.w, ens.n, mode, data_seed, n_evals, compile, lrs, np.asarray(batches),
-        train_x, train_y, test_x, test_y, ens.flat) if checkpoint else "")
+    saver = Checkpointer(
+        checkpoint,
+        checkpoint_every_s,
+        key=fingerprint(
+            ens.E,
+            ens.w,
+            ens.n,
+            mode,
+            data_seed,
+            n_evals,
+            compile,
+            lrs,
+            np.asarray(batches),
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            ens.flat,
+        )
+        if checkpoint
+        else "",
+    )
     logs = {"step": [], "samples": [], "lr": [], "train_loss": [], "test_loss": []}
     running = torch.zeros(ens.E, dtype=torch.float64, device=device)
     count, samples, first_step, next_eval, earlier_seconds = 0, 0, 0, 1, 0.0
@@ -269,10 +317,19 @@ def train(
 
     def state(step: int) -> dict:
         return {
-            "step": step, "flat": ens.flat.cpu(), "exp_avg": trainer.exp_avg.cpu(),
-            "exp_avg_sq": trainer.exp_avg_sq.cpu(), "step_count": trainer.step_count.cpu(),
-            "generator": source.gen.get_state(), "position": source.position, "offsets": source.offsets.cpu(),
-            "logs": logs, "running": running.cpu(), "count": count, "samples": samples, "next_eval": next_eval,
+            "step": step,
+            "flat": ens.flat.cpu(),
+            "exp_avg": trainer.exp_avg.cpu(),
+            "exp_avg_sq": trainer.exp_avg_sq.cpu(),
+            "step_count": trainer.step_count.cpu(),
+            "generator": source.gen.get_state(),
+            "position": source.position,
+            "offsets": source.offsets.cpu(),
+            "logs": logs,
+            "running": running.cpu(),
+            "count": count,
+            "samples": samples,
+            "next_eval": next_eval,
             "seconds": earlier_seconds + time.perf_counter() - started,
         }
 

@@ -200,7 +200,9 @@ def fit_power_law(
     log_y = _log_column(frame, y)
     n_sizes = int(np.unique(log_x).size)
     if n_sizes < 2:
-        raise UserError(f"column '{x}' has a single distinct value ({np.exp(log_x[0]):g}); a slope needs at least 2 sizes")
+        raise UserError(
+            f"column '{x}' has a single distinct value ({np.exp(log_x[0]):g}); a slope needs at least 2 sizes"
+        )
 
     if cluster_cols:
         codes = frame.groupby(cluster_cols, sort=True, dropna=False).ngroup().to_numpy()
@@ -265,7 +267,9 @@ def fit_power_law(
         diagnostics += _floor_diagnostic(log_x, log_y, quantile, x)
     if expect_sign in (-1, 1) and slope != 0 and np.sign(slope) != expect_sign:
         word = "positive" if slope > 0 else "negative"
-        diagnostics.append(f"slope is {word} ({slope:.3g}) but a {'negative' if expect_sign < 0 else 'positive'} one was expected")
+        diagnostics.append(
+            f"slope is {word} ({slope:.3g}) but a {'negative' if expect_sign < 0 else 'positive'} one was expected"
+        )
 
     return PowerLawFit(
         slope=float(slope),
@@ -375,7 +379,9 @@ def _bootstrap_slopes(lx, ly, codes, n_clusters, quantile, bootstrap, seed):
             picks = rng.integers(0, n_clusters, size=(size, n_clusters))
             counts = _counts(picks, n_clusters)
             drawn = counts > 0
-            spread = np.where(drawn, cluster_max, -np.inf).max(axis=1) > np.where(drawn, cluster_min, np.inf).min(axis=1)
+            spread = np.where(drawn, cluster_max, -np.inf).max(axis=1) > np.where(drawn, cluster_min, np.inf).min(
+                axis=1
+            )
             n, sx, sy, sxx, sxy = (counts @ sums).T
             with np.errstate(divide="ignore", invalid="ignore"):
                 slope = (sxy - sx * sy / n) / (sxx - sx * sx / n)
@@ -438,7 +444,9 @@ def _floor_diagnostic(log_x, log_y, quantile, x_name) -> list[str]:
 # Many fits
 
 
-def fit_groups(frame: pd.DataFrame, x: str, y: str, group: Sequence[str] = (), **kwargs) -> list[tuple[dict, PowerLawFit]]:
+def fit_groups(
+    frame: pd.DataFrame, x: str, y: str, group: Sequence[str] = (), **kwargs
+) -> list[tuple[dict, PowerLawFit]]:
     """One `fit_power_law` per combination of the `group` columns, in sorted order."""
     group = list(group)
     if not group:
@@ -509,7 +517,9 @@ def parse_filters(expressions: Sequence[str], frame: pd.DataFrame) -> pd.DataFra
         if not sep or not column or not text:
             raise UserError(f"filter '{expression}' is not COL=VALUE; write e.g. --filter seed=0")
         if column not in frame.columns:
-            raise UserError(f"filter '{expression}': no column '{column}'; available: {', '.join(map(str, frame.columns))}")
+            raise UserError(
+                f"filter '{expression}': no column '{column}'; available: {', '.join(map(str, frame.columns))}"
+            )
         values = frame[column]
         mask = _filter_mask(values, text, expression)
         if not mask.any():

@@ -33,7 +33,7 @@ def _frontier(E, A, B, alpha, beta, C):
         G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
         N = G * (C / 6.0) ** (beta / (alpha + beta))
         D = (C / 6.0) / N
-        return N, D, E + A * N ** -alpha + B * D ** -beta
+        return N, D, E + A * N**-alpha + B * D**-beta
 
 
 def _check_frontier_law(fit: JointFit) -> None:
@@ -113,7 +113,10 @@ class EmpiricalFrontier:
             "exponent": {"value": json_float(self.exponent), "ci": [json_float(v) for v in self.ci]},
             "d_exponent": {"value": json_float(self.d_exponent), "ci": [json_float(v) for v in self.d_ci]},
             "confidence": float(self.confidence),
-            "frontier": [{k: (json_float(v) if isinstance(v, (float, np.floating)) else int(v)) for k, v in row.items()} for row in self.frontier.to_dict("records")],
+            "frontier": [
+                {k: (json_float(v) if isinstance(v, (float, np.floating)) else int(v)) for k, v in row.items()}
+                for row in self.frontier.to_dict("records")
+            ],
             "diagnostics": list(self.diagnostics),
         }
 
@@ -139,7 +142,9 @@ def empirical_frontier(
     if int(buckets) != buckets or buckets < 3:
         raise UserError(f"buckets {buckets} must be a whole number >= 3")
     require_columns(frame, [n, d, y], "empirical frontier")
-    cells = pd.DataFrame({"N": positive_column(frame, n), "D": positive_column(frame, d), "loss": positive_column(frame, y)})
+    cells = pd.DataFrame(
+        {"N": positive_column(frame, n), "D": positive_column(frame, d), "loss": positive_column(frame, y)}
+    )
     cells = cells.groupby(["N", "D"], as_index=False).agg(loss=("loss", "mean"), rows=("loss", "size"))
     cells["C"] = 6.0 * cells["N"] * cells["D"]
     edges = np.geomspace(cells["C"].min(), cells["C"].max(), int(buckets) + 1)
@@ -147,7 +152,9 @@ def empirical_frontier(
     best = cells.loc[cells.groupby("bucket")["loss"].idxmin()].sort_values("C").reset_index(drop=True)
     best = best[["bucket", "C", "N", "D", "loss", "rows"]]
     if len(best) < 3:
-        raise UserError(f"only {len(best)} compute buckets hold cells; a frontier fit needs >= 3 (add runs over a wider range of C)")
+        raise UserError(
+            f"only {len(best)} compute buckets hold cells; a frontier fit needs >= 3 (add runs over a wider range of C)"
+        )
     log_c = np.log(best["C"].to_numpy())
     exponent, ci = _line_fit(log_c, np.log(best["N"].to_numpy()), confidence)
     d_exponent, d_ci = _line_fit(log_c, np.log(best["D"].to_numpy()), confidence)

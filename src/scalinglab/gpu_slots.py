@@ -25,8 +25,9 @@ def scheduler_assigned() -> bool:
 
 
 @contextmanager
-def gpu_slot(n_devices: int, lock_dir: str | os.PathLike = DEFAULT_LOCK_DIR, poll: float = 0.5,
-             timeout: float | None = None) -> Iterator[int]:
+def gpu_slot(
+    n_devices: int, lock_dir: str | os.PathLike = DEFAULT_LOCK_DIR, poll: float = 0.5, timeout: float | None = None
+) -> Iterator[int]:
     """Hold one of `n_devices` device slots for the duration of the block; yield its index.
 
     Waits (polling) while every slot is taken; raises TimeoutError after `timeout` seconds.

@@ -54,8 +54,20 @@ EVAL_CHUNK = {"cpu": 256, "other": 1000}
 # 94/105/159/225 against 142/173/181/265 ms per 10k 28x28 images), so a CPU evaluates narrow
 # models in NCHW while training them in channels_last (faster for their backward pass).
 EVAL_NCHW_MAX_C = 6
-COLUMNS = ["width", "N", "P", "seed", "epoch", "samples", "train_loss", "train_acc", "val_loss", "val_acc",
-           "status", "seconds"]
+COLUMNS = [
+    "width",
+    "N",
+    "P",
+    "seed",
+    "epoch",
+    "samples",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "status",
+    "seconds",
+]
 
 
 # ---------------------------------------------------------------- data on the device
@@ -118,8 +130,15 @@ class DeviceData:
         mean, std = data.mean.to(device), data.std.to(device)
         scale, shift = 1.0 / (255.0 * std), -mean / std
         test_x = data.test_x.to(device).float().mul_(scale).add_(shift).contiguous(memory_format=memory_format)
-        return cls(data.train_x.to(device), data.train_y.to(device), test_x, data.test_y.to(device),
-                   scale, shift, memory_format)
+        return cls(
+            data.train_x.to(device),
+            data.train_y.to(device),
+            test_x,
+            data.test_y.to(device),
+            scale,
+            shift,
+            memory_format,
+        )
 
     def batch(self, index: torch.Tensor, flip: torch.Tensor, shift: torch.Tensor, augment: str, padding: int):
         """Normalised, augmented images and labels for training indices `index` (any shape)."""
@@ -202,18 +221,46 @@ def train_cells(
     memory_format = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
     on_device = DeviceData.build(data, dev, memory_format)
     subsets = {s: subset_indices(data.train_y, P, derive_seed("image-subset", data.name, s)).to(dev) for s in seeds}
-    key = fingerprint(data.train_x, data.train_y, data.test_y, widths, seeds, P, epochs, batch, lr, weight_decay,
-                      augment, padding, dev.type, use_ensemble) if checkpoint else ""  # hashing the data costs
+    key = (
+        fingerprint(
+            data.train_x,
+            data.train_y,
+            data.test_y,
+            widths,
+            seeds,
+            P,
+            epochs,
+            batch,
+            lr,
+            weight_decay,
+            augment,
+            padding,
+            dev.type,
+            use_ensemble,
+        )
+        if checkpoint
+        else ""
+    )  # hashing the data costs
     saver = Checkpointer(checkpoint, checkpoint_every_s, key)
     resumed = saver.load()
     frames = list(resumed["frames"]) if resumed else []
-    settings = dict(data=on_device, P=P, epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay,
-                    augment=augment, padding=padding, n_classes=data.n_classes, progress=progress)
+    settings = dict(
+        data=on_device,
+        P=P,
+        epochs=epochs,
+        batch=batch,
+        lr=lr,
+        weight_decay=weight_decay,
+        augment=augment,
+        padding=padding,
+        n_classes=data.n_classes,
+        progress=progress,
+    )
 
     groups = []  # (width, seeds) trained together: a width's ensemble, or one seed alone
     for c in widths:
         groups += [(c, list(seeds))] if use_ensemble else [(c, [s]) for s in seeds]
-    for c, group in groups[len(frames):]:  # the groups a resumed run has finished are in `frames`
+    for c, group in groups[len(frames) :]:  # the groups a resumed run has finished are in `frames`
         init_seeds = [derive_seed("convnet-init", data.name, c, s) for s in group]
         streams = [BatchStream(subsets[s], derive_seed("image-batches", data.name, s), padding) for s in group]
         train = _train_ensemble if use_ensemble else _train_single
@@ -223,7 +270,9 @@ def train_cells(
             if saver.due(epoch, check_every=1):
                 saver.save({"step": f"width {c}, epoch {epoch}", "frames": frames, "group": group_state()})
 
-        frames.append(train(c, group, init_seeds, streams, checkpoint_after=checkpoint_after, resume=resume, **settings))
+        frames.append(
+            train(c, group, init_seeds, streams, checkpoint_after=checkpoint_after, resume=resume, **settings)
+        )
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
@@ -264,8 +313,19 @@ def _train_single(c, seeds, init_seeds, streams, *, data: DeviceData, n_classes,
 
     nchw = data.train_x.device.type == "cpu" and c <= EVAL_NCHW_MAX_C
     eval_format = torch.contiguous_format if nchw else data.memory_format
-    return _run(model, losses, evaluate, c, seeds, streams, stacked=False, data=data, n_classes=n_classes,
-                eval_format=eval_format, **settings)
+    return _run(
+        model,
+        losses,
+        evaluate,
+        c,
+        seeds,
+        streams,
+        stacked=False,
+        data=data,
+        n_classes=n_classes,
+        eval_format=eval_format,
+        **settings,
+    )
 
 
 def _train_ensemble(c, seeds, init_seeds, streams, *, data: DeviceData, n_classes, **settings) -> pd.DataFrame:
@@ -283,12 +343,44 @@ def _train_ensemble(c, seeds, init_seeds, streams, *, data: DeviceData, n_classe
         loss = F.cross_entropy(logits.reshape(e * b, k), y.repeat(e), reduction="none").view(e, b).sum(1)
         return loss, (logits.argmax(2) == y).sum(1)
 
-    return _run(model, losses, evaluate, c, seeds, streams, stacked=True, data=data, n_classes=n_classes,
-                eval_format=data.memory_format, **settings)
+    return _run(
+        model,
+        losses,
+        evaluate,
+        c,
+        seeds,
+        streams,
+        stacked=True,
+        data=data,
+        n_classes=n_classes,
+        eval_format=data.memory_format,
+        **settings,
+    )
 
 
-def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: DeviceData, P, epochs, batch, lr,
-         weight_decay, augment, padding, n_classes, progress, checkpoint_after, resume, eval_format) -> pd.DataFrame:
+def _run(
+    model,
+    losses,
+    evaluate,
+    c,
+    seeds,
+    streams,
+    *,
+    stacked: bool,
+    data: DeviceData,
+    P,
+    epochs,
+    batch,
+    lr,
+    weight_decay,
+    augment,
+    padding,
+    n_classes,
+    progress,
+    checkpoint_after,
+    resume,
+    eval_format,
+) -> pd.DataFrame:
     """The loop shared by both paths: E = len(seeds) members, losses() giving per-member means;
     `stacked` batches are (E, B, ...), else the one member's (B, ...); evaluate(net, x, y) runs on
     the test images in `eval_format`.
@@ -339,9 +431,19 @@ def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: Dev
         val_acc = (val_correct.double() / len(data.test_y)).tolist()
         seconds = time.perf_counter() - started
         for m, seed in enumerate(seeds):
-            row = dict(width=c, N=n_params, P=P, seed=seed, epoch=epoch, samples=P * epoch,
-                       train_loss=train_loss[m], train_acc=train_acc[m], val_loss=val_loss[m], val_acc=val_acc[m],
-                       seconds=seconds)
+            row = dict(
+                width=c,
+                N=n_params,
+                P=P,
+                seed=seed,
+                epoch=epoch,
+                samples=P * epoch,
+                train_loss=train_loss[m],
+                train_acc=train_acc[m],
+                val_loss=val_loss[m],
+                val_acc=val_acc[m],
+                seconds=seconds,
+            )
             diverged[m] = diverged[m] or not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"]))
             if diverged[m]:
                 row.update(train_loss=float("nan"), train_acc=float("nan"), val_loss=float("nan"), val_acc=float("nan"))
@@ -349,9 +451,18 @@ def _run(model, losses, evaluate, c, seeds, streams, *, stacked: bool, data: Dev
             if progress is not None:
                 progress(row)
         if epoch < epochs and not all(diverged):
-            checkpoint_after(epoch, lambda: {"epoch": epoch, "seconds": seconds, "rows": rows, "diverged": diverged,
-                                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                             "generators": [stream.generator.get_state() for stream in streams]})
+            checkpoint_after(
+                epoch,
+                lambda: {
+                    "epoch": epoch,
+                    "seconds": seconds,
+                    "rows": rows,
+                    "diverged": diverged,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generators": [stream.generator.get_state() for stream in streams],
+                },
+            )
         if all(diverged):  # nothing left to learn; the remaining epochs are NaN rows
             last = rows[-e:]
             for later in range(epoch + 1, epochs + 1):

@@ -10,8 +10,12 @@ import pandas as pd
 from scalinglab.images_stage import middle_quantile
 from scalinglab.plots import plt, save_figure  # plots.py selects the Agg backend
 
-PANELS = [("train_loss", "train loss"), ("train_acc", "train accuracy"),
-          ("val_loss", "validation loss"), ("val_acc", "validation accuracy")]
+PANELS = [
+    ("train_loss", "train loss"),
+    ("train_acc", "train accuracy"),
+    ("val_loss", "validation loss"),
+    ("val_acc", "validation accuracy"),
+]
 METRIC_COLORS = {"train_loss": "tab:blue", "val_loss": "tab:orange", "train_acc": "tab:green", "val_acc": "tab:red"}
 
 
@@ -40,14 +44,23 @@ def scaling_grid(rows: pd.DataFrame, fits: pd.DataFrame, path, title: str = "") 
             if fit is None:
                 continue
             color = shades(i / max(len(qs) - 1, 1))
-            ax.plot(grid, (fit["intercept"] + fit["slope"] * grid * math.log(10)) / math.log(10), color=color,
-                    label=f"q={q:g}, all epochs")
+            ax.plot(
+                grid,
+                (fit["intercept"] + fit["slope"] * grid * math.log(10)) / math.log(10),
+                color=color,
+                label=f"q={q:g}, all epochs",
+            )
             if q == middle:
                 pieces.append(f"all: slope {fit['slope']:+.3f}, 4/α {fit['dim']:.1f}")
         final = _fit(fits, metric, "final", middle)
         if final is not None:
-            ax.plot(grid, (final["intercept"] + final["slope"] * grid * math.log(10)) / math.log(10), color="black",
-                    linestyle="--", label=f"q={middle:g}, final epoch")
+            ax.plot(
+                grid,
+                (final["intercept"] + final["slope"] * grid * math.log(10)) / math.log(10),
+                color="black",
+                linestyle="--",
+                label=f"q={middle:g}, final epoch",
+            )
             pieces.append(f"final: {final['slope']:+.3f}, {final['dim']:.1f}")
         ax.set_title(f"{label}\n" + "; ".join(pieces), fontsize=9)
         ax.set_xlabel("log10 N (parameters)")
@@ -84,10 +97,21 @@ def dim_vs_estimate(fits: pd.DataFrame, estimates: pd.DataFrame, k: int, path) -
                 if row.empty:
                     continue
                 row = row.iloc[0]
-                err = [[max(row["dim"] - row["dim_lo"], 0)], [max(row["dim_hi"] - row["dim"], 0) if math.isfinite(row["dim_hi"]) else 0]]
+                err = [
+                    [max(row["dim"] - row["dim_lo"], 0)],
+                    [max(row["dim_hi"] - row["dim"], 0) if math.isfinite(row["dim_hi"]) else 0],
+                ]
                 for x, marker in where:
-                    ax.errorbar([x], [row["dim"]], yerr=err, color=color, marker=marker, capsize=2, linestyle="none",
-                                label=metric if (i == 0 and marker == "o") else None)
+                    ax.errorbar(
+                        [x],
+                        [row["dim"]],
+                        yerr=err,
+                        color=color,
+                        marker=marker,
+                        capsize=2,
+                        linestyle="none",
+                        label=metric if (i == 0 and marker == "o") else None,
+                    )
                     xs_all.append(x)
             if known is None or name not in known.index:
                 ax.annotate(name, (float(i + 1), sub["dim"].min()), fontsize=8)

@@ -30,11 +30,20 @@ from scalinglab.rst import simple_table
 
 EXPERIMENT = "images"
 # The seed's flip + crop suits natural images and clothes; a mirrored digit is another symbol.
-AUTO_AUGMENT = {"cifar10": "flip_crop", "cifar100": "flip_crop", "fashion-mnist": "flip_crop",
-                "mnist": "crop", "digits": "crop"}
+AUTO_AUGMENT = {
+    "cifar10": "flip_crop",
+    "cifar100": "flip_crop",
+    "fashion-mnist": "flip_crop",
+    "mnist": "crop",
+    "digits": "crop",
+}
 # metric column -> (split, kind); accuracy grows with N (slope +4/d in the seed), loss falls
-METRICS = {"train_loss": ("train", "loss"), "val_loss": ("validation", "loss"),
-           "train_acc": ("train", "accuracy"), "val_acc": ("validation", "accuracy")}
+METRICS = {
+    "train_loss": ("train", "loss"),
+    "val_loss": ("validation", "loss"),
+    "train_acc": ("train", "accuracy"),
+    "val_acc": ("validation", "accuracy"),
+}
 EPOCH_RULES = ("all", "final")
 RUN_COLS = ["dataset", "P", "width", "seed"]
 
@@ -57,9 +66,24 @@ def parse_P(P) -> int | None:
 # ---------------------------------------------------------------- train
 
 
-def train_bundle(data_path, *, dataset: str, P, width: int, seeds: list[int], epochs: int, batch: int, lr: float,
-                 weight_decay: float, augment, device: str = "auto", threads: int = 1, out_paths: list,
-                 checkpoint=None, checkpoint_every_s: float = 300.0) -> pd.DataFrame:
+def train_bundle(
+    data_path,
+    *,
+    dataset: str,
+    P,
+    width: int,
+    seeds: list[int],
+    epochs: int,
+    batch: int,
+    lr: float,
+    weight_decay: float,
+    augment,
+    device: str = "auto",
+    threads: int = 1,
+    out_paths: list,
+    checkpoint=None,
+    checkpoint_every_s: float = 300.0,
+) -> pd.DataFrame:
     """ConvNet(width) for every seed on a seeded subset of P images of one dataset; one Parquet per seed.
     checkpoint: a file for the state after an epoch (every checkpoint_every_s seconds); a rerun resumes it."""
     from scalinglab import datasets, images
@@ -74,17 +98,38 @@ def train_bundle(data_path, *, dataset: str, P, width: int, seeds: list[int], ep
     mode = augmentation(dataset, augment)
     started = time.perf_counter()
     with device_for_job(pick_device(device)) as dev:
-        frame = images.train_cells(data, widths=[width], seeds=seeds, P=parse_P(P), epochs=epochs, augment=mode,
-                                   batch=batch, lr=lr, weight_decay=weight_decay, device=dev,
-                                   progress=_progress(f"{dataset} P={P} c={width}"), checkpoint=checkpoint,
-                                   checkpoint_every_s=checkpoint_every_s)
+        frame = images.train_cells(
+            data,
+            widths=[width],
+            seeds=seeds,
+            P=parse_P(P),
+            epochs=epochs,
+            augment=mode,
+            batch=batch,
+            lr=lr,
+            weight_decay=weight_decay,
+            device=dev,
+            progress=_progress(f"{dataset} P={P} c={width}"),
+            checkpoint=checkpoint,
+            checkpoint_every_s=checkpoint_every_s,
+        )
     seconds = time.perf_counter() - started
     frame.insert(0, "dataset", dataset)
     frame.insert(0, "experiment", EXPERIMENT)
     frame.insert(2, "train_size", str(P))  # the setting ("all" or a number); P holds the count
     frame["augment"] = mode
-    settings = {"dataset": dataset, "P": str(P), "width": width, "seeds": seeds, "epochs": epochs, "batch": batch,
-                "lr": lr, "weight_decay": weight_decay, "augment": mode, "dataset_md5": data.meta.get("content_md5")}
+    settings = {
+        "dataset": dataset,
+        "P": str(P),
+        "width": width,
+        "seeds": seeds,
+        "epochs": epochs,
+        "batch": batch,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "augment": mode,
+        "dataset_md5": data.meta.get("content_md5"),
+    }
     for seed, path in zip(seeds, out_paths):
         cell = frame[frame["seed"] == seed].reset_index(drop=True)
         write_parquet(cell, path, provenance({**settings, "seed": seed}, str(dev), seconds))
@@ -94,8 +139,12 @@ def train_bundle(data_path, *, dataset: str, P, width: int, seeds: list[int], ep
 
 def _progress(label: str):
     def report(row: dict) -> None:
-        print(f"{label} seed={row['seed']} epoch {row['epoch']}: train loss {row['train_loss']:.4f} "
-              f"acc {row['train_acc']:.3f}, val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}", flush=True)
+        print(
+            f"{label} seed={row['seed']} epoch {row['epoch']}: train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.3f}, val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}",
+            flush=True,
+        )
+
     return report
 
 
@@ -128,8 +177,17 @@ def fit_images(table: pd.DataFrame, *, quantiles, bootstrap: int, seed: int = 0)
         for rule in EPOCH_RULES:
             rows = select_epochs(ok, metric, RUN_COLS, epoch="epoch", rule=rule)
             for q in quantiles:
-                results = fit_groups(rows, "N", metric, group=["dataset", "P"], quantile=float(q), cluster="seed",
-                                     bootstrap=bootstrap, seed=seed, expect_sign=-1 if kind == "loss" else 1)
+                results = fit_groups(
+                    rows,
+                    "N",
+                    metric,
+                    group=["dataset", "P"],
+                    quantile=float(q),
+                    cluster="seed",
+                    bootstrap=bootstrap,
+                    seed=seed,
+                    expect_sign=-1 if kind == "loss" else 1,
+                )
                 part = fits_to_frame(results)
                 part.insert(2, "metric", metric)
                 part.insert(3, "split", split)
@@ -185,12 +243,23 @@ def caption(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> str:
         rows.append([dataset, str(int(P)), metric, rule, *cells, f"{by_q.loc[middle, 'slope']:+.4f}"])
     lines += simple_table(header, rows)
     if len(est):
-        lines += ["", f"Estimated intrinsic dimension of each dataset's pixels (dimension stage; MLE with k = {k}; "
-                  "its CI is a point bootstrap, which runs narrow):", ""]
-        lines += simple_table(["dataset", "TwoNN d-hat", f"MLE(k={k}) d-hat [CI]"],
-                            [[name, f"{row['twonn']:.2f}",
-                              f"{row[f'mle_k{k}']:.2f} [{row[f'mle_k{k}_lo']:.2f}, {row[f'mle_k{k}_hi']:.2f}]"]
-                             for name, row in est.iterrows()])
+        lines += [
+            "",
+            f"Estimated intrinsic dimension of each dataset's pixels (dimension stage; MLE with k = {k}; "
+            "its CI is a point bootstrap, which runs narrow):",
+            "",
+        ]
+        lines += simple_table(
+            ["dataset", "TwoNN d-hat", f"MLE(k={k}) d-hat [CI]"],
+            [
+                [
+                    name,
+                    f"{row['twonn']:.2f}",
+                    f"{row[f'mle_k{k}']:.2f} [{row[f'mle_k{k}_lo']:.2f}, {row[f'mle_k{k}_hi']:.2f}]",
+                ]
+                for name, row in est.iterrows()
+            ],
+        )
     where: dict[str, list[str]] = {}
     for row in fits.itertuples():
         for note in filter(None, str(row.diagnostics).split(DIAGNOSTICS_SEPARATOR)):
@@ -203,8 +272,17 @@ def caption(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fit_and_write(table_path, *, quantiles, bootstrap: int, table_out, json_out, caption_out,
-                  dimension_path=None, reference_k: int = 20) -> pd.DataFrame:
+def fit_and_write(
+    table_path,
+    *,
+    quantiles,
+    bootstrap: int,
+    table_out,
+    json_out,
+    caption_out,
+    dimension_path=None,
+    reference_k: int = 20,
+) -> pd.DataFrame:
     """The fit rule: fits table (Parquet), the same as JSON, and the report caption."""
     table = pd.read_parquet(table_path)
     fits = fit_images(table, quantiles=quantiles, bootstrap=bootstrap)

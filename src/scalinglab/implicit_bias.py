@@ -142,7 +142,11 @@ def _seed_mean_curve(group: pd.DataFrame, norm: str, error: str, seed: str, n_gr
     keep = count >= need
     grid, values, count = grid[keep], values[:, keep], count[keep]
     mean = np.nanmean(values, axis=0)
-    sem = np.where(count > 1, np.nanstd(values, axis=0, ddof=1) / np.sqrt(count), np.nan) if len(per_seed) > 1 else np.full_like(mean, np.nan)
+    sem = (
+        np.where(count > 1, np.nanstd(values, axis=0, ddof=1) / np.sqrt(count), np.nan)
+        if len(per_seed) > 1
+        else np.full_like(mean, np.nan)
+    )
     return grid, mean, sem, count
 
 
@@ -208,7 +212,9 @@ def analyse(
     for pv, group in data.groupby(p, sort=True):
         mean = _seed_mean_curve(group, norm, error, seed, n_grid, min_seeds)
         if mean is None:
-            raise UserError(f"{p}={_key(pv)}: each seed needs at least two distinct norms and the seeds' norm ranges must overlap")
+            raise UserError(
+                f"{p}={_key(pv)}: each seed needs at least two distinct norms and the seeds' norm ranges must overlap"
+            )
         grid, eps, sem, count = mean
         curves.append(pd.DataFrame({"P": pv, "lam": np.exp(grid), "error": eps, "error_sem": sem, "n_seeds": count}))
         x0, e0, on_edge = _minimum(grid, eps, opt_halfwidth)

@@ -92,7 +92,9 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     except Exception as exc:  # pyarrow and pandas raise many types for a damaged file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: cannot read it as {suffix[1:]} ({reason}); is the file truncated or damaged?") from None
+        raise UserError(
+            f"{path}: cannot read it as {suffix[1:]} ({reason}); is the file truncated or damaged?"
+        ) from None
     raise UserError(f"{path}: unknown table format '{suffix}'; use .parquet or .csv")
 
 

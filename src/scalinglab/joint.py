@@ -58,11 +58,14 @@ class JointFit:
 
     def predict(self, N, P) -> np.ndarray:
         N, P = np.asarray(N, dtype=float), np.asarray(P, dtype=float)
-        return self.E + self.A * N ** -self.alpha + self.B * P ** -self.beta
+        return self.E + self.A * N**-self.alpha + self.B * P**-self.beta
 
     def summary(self) -> str:
         n, p, y = self.columns
-        label = {"vpro": "variable projection, relative least squares", "chinchilla": "Chinchilla: Huber on log L, L-BFGS"}
+        label = {
+            "vpro": "variable projection, relative least squares",
+            "chinchilla": "Chinchilla: Huber on log L, L-BFGS",
+        }
         lines = [f"{y} = E + A*{n}^-alpha + B*{p}^-beta   ({label[self.method]})"]
         for name in PARAMS:
             lo, hi = self.ci[name]
@@ -71,9 +74,13 @@ class JointFit:
             f"{self.n_points} points, {self.n_configs} configurations, {self.n_clusters} clusters, "
             f"{len(self.draws)}/{self.bootstrap} bootstrap draws"
         )
-        extrapolation = ", ".join(
-            f"{key} {value:.4g}" if value is not None else f"{key} n/a" for key, value in self.extrapolation_error.items()
-        ) or "not computed"
+        extrapolation = (
+            ", ".join(
+                f"{key} {value:.4g}" if value is not None else f"{key} n/a"
+                for key, value in self.extrapolation_error.items()
+            )
+            or "not computed"
+        )
         lines.append(f"extrapolation error (mean |log error| on held-out rows): {extrapolation}")
         lines += [f"diagnostic: {text}" for text in self.diagnostics]
         return "\n".join(lines)
@@ -85,7 +92,9 @@ class JointFit:
             for name in PARAMS
         }
         out.update(
-            extrapolation_error={k: (None if v is None else json_float(v)) for k, v in self.extrapolation_error.items()},
+            extrapolation_error={
+                k: (None if v is None else json_float(v)) for k, v in self.extrapolation_error.items()
+            },
             method=self.method,
             n_points=int(self.n_points),
             n_configs=int(self.n_configs),
@@ -151,7 +160,9 @@ def _extrapolation_errors(data: JointData, method: str) -> tuple[dict[str, float
         train = data.subset(~held_out)
         if not enough(design_counts(train.N, train.P)):
             errors[name] = None
-            notes.append(f"extrapolation to the {name[len('largest_'):]} edge not scored: too few configurations remain")
+            notes.append(
+                f"extrapolation to the {name[len('largest_') :]} edge not scored: too few configurations remain"
+            )
             continue
         E, A, B, alpha, beta = _point_fit(train, method)[0]
         pred = E + A * data.N[held_out] ** -alpha + B * data.P[held_out] ** -beta
@@ -159,8 +170,9 @@ def _extrapolation_errors(data: JointData, method: str) -> tuple[dict[str, float
     return errors, notes
 
 
-def _diagnostics(data: JointData, counts: tuple[int, int, int], params: np.ndarray, method: str,
-                 names: tuple[str, str]) -> list[str]:
+def _diagnostics(
+    data: JointData, counts: tuple[int, int, int], params: np.ndarray, method: str, names: tuple[str, str]
+) -> list[str]:
     n_name, p_name = names
     notes = []
     n_sizes, p_sizes, configs = counts

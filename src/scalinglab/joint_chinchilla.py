@@ -215,7 +215,9 @@ def chinchilla_natural(theta: np.ndarray, data: JointData) -> np.ndarray:
     """(e, a_c, b_c, alpha, beta) rows -> (E, A, B, alpha, beta) rows."""
     e, a, b, alpha, beta = np.atleast_2d(theta).T
     with np.errstate(over="ignore"):
-        return np.column_stack([np.exp(e), np.exp(a + alpha * data.log_n0), np.exp(b + beta * data.log_p0), alpha, beta])
+        return np.column_stack(
+            [np.exp(e), np.exp(a + alpha * data.log_n0), np.exp(b + beta * data.log_p0), alpha, beta]
+        )
 
 
 def chinchilla_centred(params: np.ndarray, data: JointData) -> np.ndarray:

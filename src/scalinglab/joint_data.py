@@ -91,7 +91,9 @@ def read_joint_data(frame: pd.DataFrame, n: str, p: str, y: str, cluster: str | 
     else:
         for col in cluster_cols:
             if frame[col].isna().any():
-                raise UserError(f"cluster column '{col}' has {int(frame[col].isna().sum())} missing value(s); label every row")
+                raise UserError(
+                    f"cluster column '{col}' has {int(frame[col].isna().sum())} missing value(s); label every row"
+                )
         clusters = frame.groupby(cluster_cols, sort=True).ngroup().to_numpy()
     counts = design_counts(N, P)
     if not enough(counts):

@@ -25,8 +25,13 @@ def _sweep(cells, fit, path, x: str, other: str, xlabel: str):
         N, P = (grid, value) if x == "N" else (value, grid)
         ax.plot(grid, fit.predict(N, P), color=color, label=f"{other} = {value:,.0f}")
     ax.axhline(fit.E, color="grey", ls=":", lw=1, label=f"E = {fit.E:.3g}")
-    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="final test MSE",
-           title=f"{fit.method}: α = {fit.alpha:.3f}, β = {fit.beta:.3f}")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel=xlabel,
+        ylabel="final test MSE",
+        title=f"{fit.method}: α = {fit.alpha:.3f}, β = {fit.beta:.3f}",
+    )
     ax.legend(fontsize=7)
     save_figure(fig, path)
 
@@ -50,12 +55,19 @@ def frontier(summary: dict, method: str, cells: pd.DataFrame, path) -> None:
     alloc = fit.get("allocation") or {}
     for ax, name, label, key in ((axes[0], "N_opt", "N*", "a"), (axes[1], "P_opt", "P*", "b")):
         if not front.empty:
-            ax.plot(front["C"], front[name], color="C0", label=f"fitted law: {label} ∝ C^{alloc[key]['value']:.3f}"
-                    + ("" if alloc[key]["ci"][0] is None else f" [{alloc[key]['ci'][0]:.3f}, {alloc[key]['ci'][1]:.3f}]"))
+            ax.plot(
+                front["C"],
+                front[name],
+                color="C0",
+                label=f"fitted law: {label} ∝ C^{alloc[key]['value']:.3f}"
+                + ("" if alloc[key]["ci"][0] is None else f" [{alloc[key]['ci'][0]:.3f}, {alloc[key]['ci'][1]:.3f}]"),
+            )
             band = name.replace("P_opt", "D_opt")
             if f"{band}_lo" in front:
                 scale = 1.0 if name == "N_opt" else 1.0 / summary["passes"]
-                ax.fill_between(front["C"], front[f"{band}_lo"] * scale, front[f"{band}_hi"] * scale, color="C0", alpha=0.2)
+                ax.fill_between(
+                    front["C"], front[f"{band}_lo"] * scale, front[f"{band}_hi"] * scale, color="C0", alpha=0.2
+                )
         if not emp_frame.empty:
             y = emp_frame["N"] if name == "N_opt" else emp_frame["D"] / summary["passes"]
             ax.scatter(emp_frame["C"], y, color="C3", zorder=3, label="best cell per compute bucket")
@@ -79,10 +91,23 @@ def isoflop(cells: pd.DataFrame, law_d, passes: float, path) -> None:
         ax.plot(N, L, color=color, label=f"C = {C:.2g}")
         k = int(np.argmin(L))
         ax.scatter([N[k]], [L[k]], color=color, marker="*", s=80, zorder=3)
-    sc = ax.scatter(cells["N"], cells["test_loss"], c=np.log10(cells["C"]), cmap="plasma", s=10, alpha=0.6,
-                    vmin=np.log10(budgets[0]), vmax=np.log10(budgets[-1]) + 0.2)
+    sc = ax.scatter(
+        cells["N"],
+        cells["test_loss"],
+        c=np.log10(cells["C"]),
+        cmap="plasma",
+        s=10,
+        alpha=0.6,
+        vmin=np.log10(budgets[0]),
+        vmax=np.log10(budgets[-1]) + 0.2,
+    )
     fig.colorbar(sc, ax=ax, label="log10 C of the cell")
-    ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="test MSE",
-           title=f"isoFLOP curves of the fitted law ({passes:.3g} passes per cell)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="parameters N",
+        ylabel="test MSE",
+        title=f"isoFLOP curves of the fitted law ({passes:.3g} passes per cell)",
+    )
     ax.legend(fontsize=7)
     save_figure(fig, path)

@@ -64,10 +64,18 @@ def fit_stage(table: pd.DataFrame, *, methods: list[str], bootstrap: int, seed: 
         raise UserError("joint stage: no finished cells with a finite P; give joint.train_sizes finite values")
     passes = cells["samples"] / cells["P"]
     if passes.max() > 1.05 * passes.min():
-        notes.append(f"cells see {passes.min():.3g} to {passes.max():.3g} passes over their data: D is not proportional to P")
-    out = {"cells": int(len(cells)), "passes": float(passes.median()), "fits": {}, "notes": notes,
-           "N": sorted(float(v) for v in cells["N"].unique()), "P": sorted(float(v) for v in cells["P"].unique()),
-           "C_range": [float(cells["C"].min()), float(cells["C"].max())]}
+        notes.append(
+            f"cells see {passes.min():.3g} to {passes.max():.3g} passes over their data: D is not proportional to P"
+        )
+    out = {
+        "cells": int(len(cells)),
+        "passes": float(passes.median()),
+        "fits": {},
+        "notes": notes,
+        "N": sorted(float(v) for v in cells["N"].unique()),
+        "P": sorted(float(v) for v in cells["P"].unique()),
+        "C_range": [float(cells["C"].min()), float(cells["C"].max())],
+    }
     fits = {}
     for method in methods:
         fit = fit_joint(cells, "N", "P", "test_loss", method=method, bootstrap=bootstrap, cluster="seed", seed=seed)
@@ -98,7 +106,7 @@ def _law_in_samples(fit, passes: float):
     import copy
 
     law = copy.copy(fit)
-    law.B = fit.B * passes ** fit.beta
+    law.B = fit.B * passes**fit.beta
     if len(fit.draws):
         draws = fit.draws.copy()
         draws[:, 2] = draws[:, 2] * passes ** draws[:, 4]
@@ -116,33 +124,43 @@ def caption(summary: dict) -> str:
         "",
     ]
     for method, fit in summary["fits"].items():
+
         def fmt(name):
             value, (lo, hi) = fit[name]["value"], fit[name]["ci"]
             ci = "" if lo is None else f" [{lo:.3g}, {hi:.3g}]"
             return f"{name} = {value:.4g}{ci}"
 
         ext = ", ".join(f"{k} {v:.3g}" if v is not None else f"{k} n/a" for k, v in fit["extrapolation_error"].items())
-        lines.append(f"- {method}: " + ", ".join(fmt(n) for n in ("alpha", "beta", "E", "A", "B"))
-                     + f"; extrapolation error (mean abs log error on held-out edge) {ext}")
+        lines.append(
+            f"- {method}: "
+            + ", ".join(fmt(n) for n in ("alpha", "beta", "E", "A", "B"))
+            + f"; extrapolation error (mean abs log error on held-out edge) {ext}"
+        )
         if fit.get("allocation"):
             a, b = fit["allocation"]["a"], fit["allocation"]["b"]
             ci = lambda v: "" if v["ci"][0] is None else f" [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
             lines.append(f"  compute-optimal N* ~ C^{a['value']:.3f}{ci(a)}, D* (and P*) ~ C^{b['value']:.3f}{ci(b)}")
             if fit["allocation"]["draws_without_frontier"]:
-                lines.append(f"  {fit['allocation']['draws_without_frontier']} bootstrap draws have no frontier "
-                             "(A, B, alpha or beta <= 0) and are left out of its CIs")
+                lines.append(
+                    f"  {fit['allocation']['draws_without_frontier']} bootstrap draws have no frontier "
+                    "(A, B, alpha or beta <= 0) and are left out of its CIs"
+                )
         for note in fit["diagnostics"]:
             lines.append(f"  diagnostic: {note}")
     emp = summary.get("empirical_frontier")
     if emp:
         e = emp["exponent"]
-        lines.append(f"- empirical frontier (best cell per compute bucket): N* ~ C^{e['value']:.3f} "
-                     f"[{e['ci'][0]:.3f}, {e['ci'][1]:.3f}] over {len(emp['frontier'])} buckets")
+        lines.append(
+            f"- empirical frontier (best cell per compute bucket): N* ~ C^{e['value']:.3f} "
+            f"[{e['ci'][0]:.3f}, {e['ci'][1]:.3f}] over {len(emp['frontier'])} buckets"
+        )
     lines += [f"- note: {n}" for n in summary["notes"]]
     return "\n".join(lines) + "\n"
 
 
-def fit_and_plot(table_path, *, methods: list[str], bootstrap: int, fits_path, json_path, caption_path, figures: dict) -> dict:
+def fit_and_plot(
+    table_path, *, methods: list[str], bootstrap: int, fits_path, json_path, caption_path, figures: dict
+) -> dict:
     """The fit rule: fits (Parquet + JSON), the four figures, the report caption."""
     from scalinglab import joint_plots
 
@@ -161,8 +179,11 @@ def fit_and_plot(table_path, *, methods: list[str], bootstrap: int, fits_path, j
             row[f"alloc_{name}"], row[f"alloc_{name}_lo"], row[f"alloc_{name}_hi"] = v["value"], *v["ci"]
         row["diagnostics"] = " | ".join(fit["diagnostics"])
         rows.append(row)
-    write_parquet(pd.DataFrame(rows).astype({c: float for c in ("alloc_a_lo", "alloc_a_hi", "alloc_b_lo", "alloc_b_hi")}),
-                  fits_path, {"methods": methods, "bootstrap": bootstrap})
+    write_parquet(
+        pd.DataFrame(rows).astype({c: float for c in ("alloc_a_lo", "alloc_a_hi", "alloc_b_lo", "alloc_b_hi")}),
+        fits_path,
+        {"methods": methods, "bootstrap": bootstrap},
+    )
     write_text(json_path, json.dumps(summary, indent=1))
     primary = fits[methods[0]]
     joint_plots.loss_vs_n(cells, primary, figures["loss_vs_n"])

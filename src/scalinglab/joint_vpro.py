@@ -158,7 +158,7 @@ def vpro_draws(data: JointData, W: np.ndarray, bounds=EXPONENT_BOUNDS) -> np.nda
 
 def _relative_residuals(data: JointData, params: np.ndarray) -> np.ndarray:
     E, A, B, alpha, beta = params
-    return (E + A * data.N ** -alpha + B * data.P ** -beta - data.y) / data.y
+    return (E + A * data.N**-alpha + B * data.P**-beta - data.y) / data.y
 
 
 def vpro_point(data: JointData, bounds=EXPONENT_BOUNDS) -> np.ndarray:
@@ -174,10 +174,18 @@ def vpro_point(data: JointData, bounds=EXPONENT_BOUNDS) -> np.ndarray:
     lower, upper = [0, 0, 0, bounds[0], bounds[0]], [np.inf, np.inf, np.inf, bounds[1], bounds[1]]
     try:
         polished = optimize.least_squares(
-            residuals, np.clip(q0, lower, upper), bounds=(lower, upper), xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=2000
+            residuals,
+            np.clip(q0, lower, upper),
+            bounds=(lower, upper),
+            xtol=1e-15,
+            ftol=1e-15,
+            gtol=1e-15,
+            max_nfev=2000,
         ).x
     except (ValueError, np.linalg.LinAlgError):
         return start
-    candidate = np.array([polished[0], polished[1] * n0 ** polished[3], polished[2] * p0 ** polished[4], polished[3], polished[4]])
+    candidate = np.array(
+        [polished[0], polished[1] * n0 ** polished[3], polished[2] * p0 ** polished[4], polished[3], polished[4]]
+    )
     better = np.sum(_relative_residuals(data, candidate) ** 2) < np.sum(_relative_residuals(data, start) ** 2)
     return candidate if better else start

@@ -46,6 +46,7 @@ DTYPE = torch.float64
 
 # ----------------------------------------------------------------------------- data
 
+
 @dataclass
 class PerceptronData:
     """One draw of the teacher-student problem. `signed` holds y_mu x_mu / sqrt(N), shape (P, N)."""
@@ -107,6 +108,7 @@ def hebbian(data: PerceptronData) -> torch.Tensor:
 # row's smallest positive lambda*Delta: Newton directions and the ratio |grad|/c are unchanged
 # by that positive factor.
 
+
 def _log_loss(z: torch.Tensor) -> torch.Tensor:
     """log sum_mu softplus(-2 z_mu) per row, stable for any z."""
     u = -2.0 * z
@@ -122,6 +124,7 @@ def _scaled_slopes(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 # ----------------------------------------------------------------------------- fixed-norm solver
+
 
 @dataclass
 class FixedNormSolution:
@@ -441,6 +444,7 @@ def sweep(
 
 # ----------------------------------------------------------------------------- gradient descent
 
+
 def gd_trajectory(
     n: int,
     alpha: float,
@@ -498,6 +502,7 @@ def gd_trajectory(
 
 
 # ----------------------------------------------------------------------------- large-alpha theory
+
 
 def envelope_relative_error(lam) -> np.ndarray:
     """alpha -> infinity limit of eps(lambda) / eps(0) at fixed lambda (the P-independent early curve).

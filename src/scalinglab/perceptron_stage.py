@@ -40,8 +40,16 @@ def analyse_and_plot(paths: list, *, window, upper_fraction: float, json_path, c
     frame = read_concat(paths)
     # the seed's norm lambda = |w|^2/N; the parabola at each minimum spans +-1 in ln lambda
     # (+-0.5 in the margin scale sqrt(lambda), as the analysis was tuned)
-    result = analyse(frame, p="P", seed="seed", norm="norm", error="rel_error", window=tuple(window),
-                     upper_fraction=upper_fraction, opt_halfwidth=1.0)
+    result = analyse(
+        frame,
+        p="P",
+        seed="seed",
+        norm="norm",
+        error="rel_error",
+        window=tuple(window),
+        upper_fraction=upper_fraction,
+        opt_halfwidth=1.0,
+    )
     summary = result.to_dict()
     summary["N"] = int(frame["N"].iloc[0])
     summary["alphas"] = sorted(float(a) for a in frame["alpha"].unique())

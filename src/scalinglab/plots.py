@@ -46,13 +46,22 @@ def loss_vs_n(final: pd.DataFrame, fits: pd.DataFrame, path, theory_dims: dict |
                 continue
             fit = fit.iloc[0]
             n_grid = np.geomspace(cells["N"].min(), cells["N"].max(), 50)
-            ax.plot(n_grid, np.exp(fit["intercept"]) * n_grid ** fit["slope"], color=color,
-                    label=f"d={d}: α={fit['alpha']:.2f}, 4/α={fit['dim']:.1f} [{fit['dim_lo']:.1f}, {fit['dim_hi']:.1f}]")
+            ax.plot(
+                n_grid,
+                np.exp(fit["intercept"]) * n_grid ** fit["slope"],
+                color=color,
+                label=f"d={d}: α={fit['alpha']:.2f}, 4/α={fit['dim']:.1f} [{fit['dim_lo']:.1f}, {fit['dim_hi']:.1f}]",
+            )
             if theory_dims and d in theory_dims and theory_dims[d] > 0:
                 log_mid = np.log(n_grid).mean()
                 centre = fit["intercept"] + fit["slope"] * log_mid
-                ax.plot(n_grid, np.exp(centre - 4 / theory_dims[d] * (np.log(n_grid) - log_mid)),
-                        color=color, linestyle="--", linewidth=1)
+                ax.plot(
+                    n_grid,
+                    np.exp(centre - 4 / theory_dims[d] * (np.log(n_grid) - log_mid)),
+                    color=color,
+                    linestyle="--",
+                    linewidth=1,
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
@@ -76,8 +85,7 @@ def dim_vs_d(fits: pd.DataFrame, path) -> None:
             lo = np.clip(y - sub["dim_lo"].to_numpy(float), 0, None)
             hi = np.clip(sub["dim_hi"].to_numpy(float) - y, 0, None)
             hi = np.where(np.isfinite(hi), hi, 0)
-            ax.errorbar(x, y, yerr=[np.nan_to_num(lo), hi], fmt=marker, capsize=3,
-                        label=f"{label}, P={_fmt_p(P)}")
+            ax.errorbar(x, y, yerr=[np.nan_to_num(lo), hi], fmt=marker, capsize=3, label=f"{label}, P={_fmt_p(P)}")
     top = max(fits["manifold_dim"].max(), np.nanmax(fits["dim"].replace(np.inf, np.nan))) * 1.15
     ax.plot([0, top], [0, top], color="grey", linestyle=":", label="4/α = d")
     ax.set_xlim(0, top)
@@ -109,7 +117,7 @@ def learning_curves(table: pd.DataFrame, path) -> None:
         ax.set_title(f"d = {d}")
         ax.set_xlabel("step")
         ax.set_ylabel("test MSE")
-    for ax in list(axes.flat)[len(d_values):]:
+    for ax in list(axes.flat)[len(d_values) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
     save_figure(fig, path)
@@ -161,8 +169,13 @@ def implicit_bias_learning_curve(result, path) -> None:
     ax.plot(lc["P"], lc["eps_opt_fit"], color="C0", label=f"measured: γ = {result.gamma_meas:.3f}")
     centre = np.exp(np.log(lc["eps_opt"]).mean())
     p_mid = np.exp(np.log(lc["P"]).mean())
-    ax.plot(lc["P"], centre * (lc["P"] / p_mid) ** (-result.gamma_pred), color="C3", linestyle="--",
-            label=f"predicted γ1·γ2 = {result.gamma_pred:.3f}")
+    ax.plot(
+        lc["P"],
+        centre * (lc["P"] / p_mid) ** (-result.gamma_pred),
+        color="C3",
+        linestyle="--",
+        label=f"predicted γ1·γ2 = {result.gamma_pred:.3f}",
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("P")

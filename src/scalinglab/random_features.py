@@ -90,12 +90,17 @@ class Spectrum:
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         k = torch.arange(1, int(self.M) + 1, dtype=_DTYPE)
-        return k ** -self.b, k ** ((self.b - self.a) / 2)
+        return k**-self.b, k ** ((self.b - self.a) / 2)
 
     def theory_exponents(self) -> dict[str, float]:
         a, b = self.a, self.b
-        return {"time": (a - 1) / b, "data": min(a - 1, 2 * b), "model": min(a - 1, b),
-                "model_bordelon": min(a - 1, 2 * b), "variance": 1.0}
+        return {
+            "time": (a - 1) / b,
+            "data": min(a - 1, 2 * b),
+            "model": min(a - 1, b),
+            "model_bordelon": min(a - 1, 2 * b),
+            "variance": 1.0,
+        }
 
 
 def _sizes_ok(name: str, value) -> float:
@@ -160,6 +165,7 @@ def _draw(spectrum: Spectrum, N: float, P: float, seeds: list[int]) -> _Draw:
 
         def rooted(X):  # C X with C C^T = H
             return root @ X
+
     draw = _Draw(H=H, beta=beta, sigma2=sigma2)
     if P == INF:
         return draw
@@ -175,7 +181,9 @@ def _draw(spectrum: Spectrum, N: float, P: float, seeds: list[int]) -> _Draw:
     L = torch.tril(randn(n_feat, n_feat), diagonal=-1) + torch.diag_embed(torch.from_numpy(chi2).sqrt())
     K = rooted(L) / math.sqrt(n_pts)  # Z^T Z / P = K K^T
     draw.S = K @ K.transpose(1, 2)
-    draw.c = (draw.S @ beta[..., None])[..., 0] + (sigma2.sqrt() / math.sqrt(n_pts))[:, None] * (K @ randn(n_feat)[..., None])[..., 0]
+    draw.c = (draw.S @ beta[..., None])[..., 0] + (sigma2.sqrt() / math.sqrt(n_pts))[:, None] * (
+        K @ randn(n_feat)[..., None]
+    )[..., 0]
     return draw
 
 
@@ -216,7 +224,9 @@ def simulate(spectrum: Spectrum, N, P, steps, seeds: list[int], lr: float = 0.5)
         w = torch.einsum("spi,tsp->tsi", Z, alpha)
     top = float(mu.max())
     if lr * top >= 2.0 and any(s != INF for s in steps):  # the GD limit itself does not depend on lr
-        raise UserError(f"random features: lr = {lr} diverges (lr x largest curvature = {lr * top:.3g} >= 2); lower lr below {2 / top:.3g}")
+        raise UserError(
+            f"random features: lr = {lr} diverges (lr x largest curvature = {lr * top:.3g} >= 2); lower lr below {2 / top:.3g}"
+        )
     err = w - beta[None]
     if N == INF:
         excess = (err * err * H).sum(-1)
@@ -226,8 +236,21 @@ def simulate(spectrum: Spectrum, N, P, steps, seeds: list[int], lr: float = 0.5)
     for t_index, s in enumerate(steps):
         for k, seed in enumerate(seeds):
             e = float(excess[t_index, k])
-            rows.append({"a": spectrum.a, "b": spectrum.b, "M": spectrum.M, "N": N, "P": P, "seed": int(seed),
-                         "step": s, "time": s * lr, "loss": e + float(sigma2[k]), "excess": e, "sigma2": float(sigma2[k])})
+            rows.append(
+                {
+                    "a": spectrum.a,
+                    "b": spectrum.b,
+                    "M": spectrum.M,
+                    "N": N,
+                    "P": P,
+                    "seed": int(seed),
+                    "step": s,
+                    "time": s * lr,
+                    "loss": e + float(sigma2[k]),
+                    "excess": e,
+                    "sigma2": float(sigma2[k]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -290,8 +313,21 @@ def theory_curve(spectrum: Spectrum, axis: str, values) -> np.ndarray:
 # Sweeps and exponent fits
 
 
-def sweep(a: float, b: float, *, Ns, Ps, times, time_P, time_M: int, variance_N: int, variance_Ps,
-          seeds_for, feature_ratio: int = 8, lr: float = 0.5) -> pd.DataFrame:
+def sweep(
+    a: float,
+    b: float,
+    *,
+    Ns,
+    Ps,
+    times,
+    time_P,
+    time_M: int,
+    variance_N: int,
+    variance_Ps,
+    seeds_for,
+    feature_ratio: int = 8,
+    lr: float = 0.5,
+) -> pd.DataFrame:
     """The four sweeps of one (a, b):
     'time' (N = inf, P = time_P (may be inf), M = time_M; GD for each t in `times` (rounded to whole
     steps of lr) and the GD limit), 'model' (each N, P = t = inf), 'data' (each P, N = inf, t = inf),
@@ -304,6 +340,7 @@ def sweep(a: float, b: float, *, Ns, Ps, times, time_P, time_M: int, variance_N:
     alone. The time sweep needs instead M >> k_t and (when a > 2b) P >> k_t^(a-2b): see the module
     docstring. `seeds_for(size)` lists the seeds of a size (small sizes fluctuate more and cost less).
     """
+
     def spec(size):
         return Spectrum(a, b, int(feature_ratio * size))
 
@@ -315,8 +352,10 @@ def sweep(a: float, b: float, *, Ns, Ps, times, time_P, time_M: int, variance_N:
     frames += [simulate(spec(n), n, INF, [INF], seeds_for(n), lr).assign(sweep="model") for n in Ns]
     frames += [simulate(spec(p), INF, p, [INF], seeds_for(p), lr).assign(sweep="data") for p in Ps]
     # given A, the variance law is exact least squares on Gaussian features for any M: no need to grow M
-    frames += [simulate(spec(variance_N), variance_N, p, [INF], seeds_for(variance_N), lr).assign(sweep="variance")
-               for p in variance_Ps]
+    frames += [
+        simulate(spec(variance_N), variance_N, p, [INF], seeds_for(variance_N), lr).assign(sweep="variance")
+        for p in variance_Ps
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -352,10 +391,14 @@ def fit_exponents(frame: pd.DataFrame, confidence: float = 0.95, bootstrap: int 
             x = np.log(table.index.to_numpy(dtype=float))
             values = table.to_numpy()
             if len(x) < 3:
-                raise UserError(f"random features: the {name} sweep of (a={a:g}, b={b:g}) has {len(x)} sizes; give >= 3")
+                raise UserError(
+                    f"random features: the {name} sweep of (a={a:g}, b={b:g}) has {len(x)} sizes; give >= 3"
+                )
             if np.any(np.nanmean(values, axis=1) <= 0):
-                raise UserError(f"random features: the {name} sweep of (a={a:g}, b={b:g}) reached zero loss; "
-                                "shorten it (the loss fell to rounding level)")
+                raise UserError(
+                    f"random features: the {name} sweep of (a={a:g}, b={b:g}) reached zero loss; "
+                    "shorten it (the loss fell to rounding level)"
+                )
 
             def slope(cols):
                 return float(np.polyfit(x, np.log(np.nanmean(values[:, cols], axis=1)), 1)[0])
@@ -365,9 +408,22 @@ def fit_exponents(frame: pd.DataFrame, confidence: float = 0.95, bootstrap: int 
             draws = draws[np.isfinite(draws)]
             tail = 50 * (1 - confidence)
             lo, hi = np.percentile(draws, [tail, 100 - tail]) if len(draws) >= 2 else (math.nan, math.nan)
-            rows.append({"a": a, "b": b, "sweep": name, "axis": axis, "exponent": -point, "exponent_lo": -hi,
-                         "exponent_hi": -lo, "theory": theory[name], "error": -point - theory[name],
-                         "bordelon": theory["model_bordelon"] if name == "model" else theory[name],
-                         "sizes": int(len(x)), "min_size": float(np.exp(x.min())), "max_size": float(np.exp(x.max())),
-                         "seeds": int(values.shape[1])})
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "sweep": name,
+                    "axis": axis,
+                    "exponent": -point,
+                    "exponent_lo": -hi,
+                    "exponent_hi": -lo,
+                    "theory": theory[name],
+                    "error": -point - theory[name],
+                    "bordelon": theory["model_bordelon"] if name == "model" else theory[name],
+                    "sizes": int(len(x)),
+                    "min_size": float(np.exp(x.min())),
+                    "max_size": float(np.exp(x.max())),
+                    "seeds": int(values.shape[1]),
+                }
+            )
     return pd.DataFrame(rows)

@@ -10,8 +10,12 @@ import matplotlib.ticker
 from scalinglab.plots import plt, save_figure
 from scalinglab.random_features import sweep_values
 
-_COLUMNS = [("time", "training time t", "L(t) − L(∞)"), ("model", "features N", "L(N)"),
-            ("data", "samples P", "L(P)"), ("variance", "samples P (N fixed)", "L(N, P) − L(N, ∞)")]
+_COLUMNS = [
+    ("time", "training time t", "L(t) − L(∞)"),
+    ("model", "features N", "L(N)"),
+    ("data", "samples P", "L(P)"),
+    ("variance", "samples P (N fixed)", "L(N, P) − L(N, ∞)"),
+]
 
 
 def bottlenecks(frame: pd.DataFrame, fits: pd.DataFrame, path) -> None:
@@ -35,12 +39,22 @@ def bottlenecks(frame: pd.DataFrame, fits: pd.DataFrame, path) -> None:
             ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], fmt="o", ms=4, color="C0", capsize=2)
             fit = fits.loc[(a, b, name)]
             mid_x, mid_y = np.exp(np.log(x).mean()), np.exp(np.log(mean).mean())
-            ax.plot(x, mid_y * (x / mid_x) ** -fit["exponent"], "-", color="C0",
-                    label=f"fit {fit['exponent']:.3f} [{fit['exponent_lo']:.2f}, {fit['exponent_hi']:.2f}]")
+            ax.plot(
+                x,
+                mid_y * (x / mid_x) ** -fit["exponent"],
+                "-",
+                color="C0",
+                label=f"fit {fit['exponent']:.3f} [{fit['exponent_lo']:.2f}, {fit['exponent_hi']:.2f}]",
+            )
             ax.plot(x, mid_y * (x / mid_x) ** -fit["theory"], "--", color="C3", label=f"theory {fit['theory']:.3g}")
             if fit["bordelon"] != fit["theory"]:
-                ax.plot(x, mid_y * (x / mid_x) ** -fit["bordelon"], ":", color="0.4",
-                        label=f"min(a−1, 2b) = {fit['bordelon']:.3g}")
+                ax.plot(
+                    x,
+                    mid_y * (x / mid_x) ** -fit["bordelon"],
+                    ":",
+                    color="0.4",
+                    label=f"min(a−1, 2b) = {fit['bordelon']:.3g}",
+                )
             ax.legend(fontsize=7, loc="lower left")
             ax.set_title(f"(a, b) = ({a:g}, {b:g}), {name}", fontsize=9)
     fig.tight_layout()

@@ -27,9 +27,18 @@ def sweep_pair(settings: dict, *, threads: int, out_path) -> pd.DataFrame:
     torch.set_num_threads(threads)
     s = settings
     frame = sweep(
-        s["a"], s["b"], Ns=s["Ns"], Ps=s["Ps"], times=np.geomspace(*s["times"], s["n_times"]), time_P=s["time_P"],
-        time_M=s["time_M"], variance_N=s["variance_N"], variance_Ps=s["variance_Ps"],
-        seeds_for=lambda n: seeds_for(n, s["seeds"]), feature_ratio=s["feature_ratio"], lr=s["lr"],
+        s["a"],
+        s["b"],
+        Ns=s["Ns"],
+        Ps=s["Ps"],
+        times=np.geomspace(*s["times"], s["n_times"]),
+        time_P=s["time_P"],
+        time_M=s["time_M"],
+        variance_N=s["variance_N"],
+        variance_Ps=s["variance_Ps"],
+        seeds_for=lambda n: seeds_for(n, s["seeds"]),
+        feature_ratio=s["feature_ratio"],
+        lr=s["lr"],
     )
     write_parquet(frame, out_path, settings)
     return frame
@@ -58,8 +67,15 @@ def fit_and_plot(paths: list, *, bootstrap: int, json_path, table_path, caption_
         "",
     ]
     rows = [
-        [f"({row.a:g}, {row.b:g})", _NAMES[row.sweep], f"{row.min_size:.4g}…{row.max_size:.4g}", f"{row.exponent:.3f}",
-         f"[{row.exponent_lo:.3f}, {row.exponent_hi:.3f}]", f"{row.theory:.3f}", f"{row.error:+.3f}"]
+        [
+            f"({row.a:g}, {row.b:g})",
+            _NAMES[row.sweep],
+            f"{row.min_size:.4g}…{row.max_size:.4g}",
+            f"{row.exponent:.3f}",
+            f"[{row.exponent_lo:.3f}, {row.exponent_hi:.3f}]",
+            f"{row.theory:.3f}",
+            f"{row.error:+.3f}",
+        ]
         for row in fits.itertuples()
     ]
     lines += simple_table(["(a, b)", "sweep", "sizes", "fitted", "95% CI", "theory", "error"], rows)

@@ -59,7 +59,9 @@ class Schedule:
     def lr_per_step(self) -> np.ndarray:
         if self.kind == "phases":
             return np.concatenate([np.full(p.steps, p.lr) for p in self.phases])
-        return onecycle_lr(self.phases[0].steps, self.phases[0].lr, self.pct_start, self.div_factor, self.final_div_factor)
+        return onecycle_lr(
+            self.phases[0].steps, self.phases[0].lr, self.pct_start, self.div_factor, self.final_div_factor
+        )
 
 
 def onecycle_lr(steps: int, max_lr: float, pct_start: float, div_factor: float, final_div_factor: float) -> np.ndarray:

@@ -139,8 +139,15 @@ def spectral_complexity(
         new_state[name] = v
         log_sigma_sum += math.log(sigma)
         rows.append(
-            {"name": name, "rows": a.shape[0], "cols": a.shape[1], "spectral_norm": sigma,
-             "norm_21": norm_21, "iterations": iters, "converged": ok}
+            {
+                "name": name,
+                "rows": a.shape[0],
+                "cols": a.shape[1],
+                "spectral_norm": sigma,
+                "norm_21": norm_21,
+                "iterations": iters,
+                "converged": ok,
+            }
         )
     layers = pd.DataFrame(rows)
     # sum_i (|A_i^T|_21 / |A_i|_sigma)^(2/3): each ratio lies in [1, rows], no overflow possible

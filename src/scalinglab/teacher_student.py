@@ -61,7 +61,10 @@ def _progress(label: str):
     def report(step, total, seconds, test_loss):
         if step in (0, total) or seconds - last[0] > 10:
             last[0] = seconds
-            print(f"{label}: step {step}/{total} ({seconds:.0f}s) test MSE median {np.median(test_loss):.3g}", file=sys.stderr)
+            print(
+                f"{label}: step {step}/{total} ({seconds:.0f}s) test MSE median {np.median(test_loss):.3g}",
+                file=sys.stderr,
+            )
 
     return report
 
@@ -93,13 +96,39 @@ def train_bundle(
 
     torch.set_num_threads(threads)
     with device_for_job(pick_device(device)) as dev:
-        _train_bundle_on(dev, train_path, test_path, d=d, width=width, P=P, seeds=seeds, schedule=schedule,
-                         n_evals=n_evals, compile=compile, out_paths=out_paths, checkpoint=checkpoint,
-                         checkpoint_every_s=checkpoint_every_s)
+        _train_bundle_on(
+            dev,
+            train_path,
+            test_path,
+            d=d,
+            width=width,
+            P=P,
+            seeds=seeds,
+            schedule=schedule,
+            n_evals=n_evals,
+            compile=compile,
+            out_paths=out_paths,
+            checkpoint=checkpoint,
+            checkpoint_every_s=checkpoint_every_s,
+        )
 
 
-def _train_bundle_on(dev, train_path, test_path, *, d, width, P, seeds, schedule, n_evals, compile, out_paths,
-                     checkpoint, checkpoint_every_s):
+def _train_bundle_on(
+    dev,
+    train_path,
+    test_path,
+    *,
+    d,
+    width,
+    P,
+    seeds,
+    schedule,
+    n_evals,
+    compile,
+    out_paths,
+    checkpoint,
+    checkpoint_every_s,
+):
     use_compile = dev.type == "cuda" if compile == "auto" else bool(compile)
     train_data, test_data = torch.load(train_path), torch.load(test_path)
     w = int(train_data["width"])
@@ -108,8 +137,11 @@ def _train_bundle_on(dev, train_path, test_path, *, d, width, P, seeds, schedule
     sched = Schedule.from_config(schedule)
     passes = sched.samples_seen() / train_data["x"].shape[0]
     if mode == "stream" and passes > 1:
-        print(f"note: each student sees {sched.samples_seen():,} samples from a pool of {train_data['x'].shape[0]:,} "
-              f"({passes:.1f} passes); raise teacher_student.pool_size for strictly fresh samples", file=sys.stderr)
+        print(
+            f"note: each student sees {sched.samples_seen():,} samples from a pool of {train_data['x'].shape[0]:,} "
+            f"({passes:.1f} passes); raise teacher_student.pool_size for strictly fresh samples",
+            file=sys.stderr,
+        )
     member_seeds = [derive_seed("student", d, format_train_size(P), width, s) for s in seeds]
     ens = MLPEnsemble.init(len(seeds), w, width, member_seeds, device=dev)
     started = time.perf_counter()
@@ -129,8 +161,16 @@ def _train_bundle_on(dev, train_path, test_path, *, d, width, P, seeds, schedule
         checkpoint_every_s=checkpoint_every_s,
     )
     seconds = time.perf_counter() - started
-    settings = {"d": d, "width": width, "P": format_train_size(P), "seeds": seeds, "schedule": schedule,
-                "embedding_width": w, "train_points": int(train_data["x"].shape[0]), "data_passes": round(passes, 3)}
+    settings = {
+        "d": d,
+        "width": width,
+        "P": format_train_size(P),
+        "seeds": seeds,
+        "schedule": schedule,
+        "embedding_width": w,
+        "train_points": int(train_data["x"].shape[0]),
+        "data_passes": round(passes, 3),
+    }
     for e, (seed, path) in enumerate(zip(seeds, out_paths)):
         frame = cell_frame(logs, e, d=d, w=w, width=width, P=P_value, seed=seed)
         write_parquet(frame, path, provenance({**settings, "seed": seed}, str(dev), seconds))
@@ -160,7 +200,6 @@ def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float,
     )
 
 
-
 def final_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Each cell's last logged step, without diverged cells; also notes on what was excluded."""
     notes = []
@@ -185,8 +224,15 @@ def fit_exponents(table: pd.DataFrame, bootstrap: int = 1000, quantile: float = 
     frames = []
     for method_quantile in (None, quantile):
         results = fit_groups(
-            final, "N", "test_loss", group=["d", "P"], quantile=method_quantile,
-            cluster="seed", bootstrap=bootstrap, seed=seed, expect_sign=-1,
+            final,
+            "N",
+            "test_loss",
+            group=["d", "P"],
+            quantile=method_quantile,
+            cluster="seed",
+            bootstrap=bootstrap,
+            seed=seed,
+            expect_sign=-1,
         )
         frames.append(fits_to_frame(results))
     fits = pd.concat(frames, ignore_index=True)
@@ -218,7 +264,9 @@ def fits_caption(fits: pd.DataFrame) -> str:
         p_text = "inf" if math.isinf(P) else str(int(P))
         ols_text = f"{row['dim']:.2f} [{row['dim_lo']:.2f}, {row['dim_hi']:.2f}]"
         q_text = f"{q['dim']:.2f} [{q['dim_lo']:.2f}, {q['dim_hi']:.2f}]" if q is not None else "-"
-        lines.append(f"{p_text:<5}  {d:<8}  {row['manifold_dim']:<8}  {ols_text:<21}  {q_text:<21}  {row['dim_rel_error']:+.0%}")
+        lines.append(
+            f"{p_text:<5}  {d:<8}  {row['manifold_dim']:<8}  {ols_text:<21}  {q_text:<21}  {row['dim_rel_error']:+.0%}"
+        )
     lines.append(lines[4])
     # each distinct diagnostic once, with the fits it concerns
     where: dict[str, list[str]] = {}
@@ -235,8 +283,17 @@ def fits_caption(fits: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fit_and_write(input_path, *, table_path, json_path, caption_path, bootstrap: int, quantile: float,
-                  dimension_path=None, reference_k: int = 20) -> pd.DataFrame:
+def fit_and_write(
+    input_path,
+    *,
+    table_path,
+    json_path,
+    caption_path,
+    bootstrap: int,
+    quantile: float,
+    dimension_path=None,
+    reference_k: int = 20,
+) -> pd.DataFrame:
     """The fit rule: fits table (Parquet), the same as JSON, and the report caption.
 
     With a dimension table, the caption also sets the estimated d-hat beside d and 4/alpha.

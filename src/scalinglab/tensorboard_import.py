@@ -72,8 +72,9 @@ def find_event_files(logdir: str | Path) -> list[Path]:
         raise UserError(f"{logdir}: no such directory; give the TensorBoard log directory (tensorboard's --logdir)")
     if logdir.is_file():
         if "tfevents" not in logdir.name:
-            raise UserError(f"{logdir}: not a TensorBoard event file (no 'tfevents' in its name); "
-                            "give the log directory")
+            raise UserError(
+                f"{logdir}: not a TensorBoard event file (no 'tfevents' in its name); give the log directory"
+            )
         return [logdir]
     files = sorted(path for path in logdir.rglob("*") if "tfevents" in path.name and path.is_file())
     if not files:
@@ -177,12 +178,16 @@ def import_logdir(logdir: str | Path, wide: bool = False, strict: bool = False) 
         for tag, values in contents.texts.items():
             name = tag[: -len(TORCH_TEXT_SUFFIX)] if tag.endswith(TORCH_TEXT_SUFFIX) else tag
             if len(set(values)) > 1:
-                warnings.warn(f"{path}: text tag '{tag}' has {len(set(values))} different values; "
-                              f"kept the last, '{values[-1]}'", stacklevel=2)
+                warnings.warn(
+                    f"{path}: text tag '{tag}' has {len(set(values))} different values; kept the last, '{values[-1]}'",
+                    stacklevel=2,
+                )
             texts[run_id][name] = values[-1]
     if not scalar_rows:
-        raise UserError(f"{logdir}: no readable scalars in its {len(files)} event file(s) "
-                        "(the warnings above say why for each skipped file)")
+        raise UserError(
+            f"{logdir}: no readable scalars in its {len(files)} event file(s) "
+            "(the warnings above say why for each skipped file)"
+        )
 
     long = pd.DataFrame(scalar_rows, columns=list(LONG_COLUMNS))
     long = long.astype({"run_id": str, "step": "int64", "metric": str, "value": "float64"})
@@ -227,8 +232,9 @@ def _attach_texts(table: pd.DataFrame, texts: dict[str, dict[str, str]]) -> pd.D
 def _free_name(name: str, taken: set[str], suffix: str) -> str:
     """`name`, or `name` + suffix when a column of that name exists already (a text tag called 'step')."""
     if name in taken:
-        warnings.warn(f"tag '{name}' clashes with a column of that name; it is the column '{name}{suffix}'",
-                      stacklevel=3)
+        warnings.warn(
+            f"tag '{name}' clashes with a column of that name; it is the column '{name}{suffix}'", stacklevel=3
+        )
         name = f"{name}{suffix}"
     taken.add(name)
     return name

@@ -2,6 +2,13 @@ from scalinglab.perceptron_stage import analyse_and_plot
 from scalinglab.scripting import run
 
 out = snakemake.output
-run(snakemake, analyse_and_plot, list(snakemake.input), window=list(snakemake.params.window),
-    upper_fraction=snakemake.params.upper_fraction, json_path=out.json, caption_path=out.caption,
-    figures={"curves": out.curves, "collapse": out.collapse, "learning": out.learning})
+run(
+    snakemake,
+    analyse_and_plot,
+    list(snakemake.input),
+    window=list(snakemake.params.window),
+    upper_fraction=snakemake.params.upper_fraction,
+    json_path=out.json,
+    caption_path=out.caption,
+    figures={"curves": out.curves, "collapse": out.collapse, "learning": out.learning},
+)

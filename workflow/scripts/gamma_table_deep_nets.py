@@ -2,5 +2,13 @@ from scalinglab.deepnets_stage import gamma_table
 from scalinglab.scripting import run
 
 inp, out = snakemake.input, snakemake.output
-run(snakemake, gamma_table, list(inp.fits), perceptron_json=inp.perceptron[0] if len(inp.perceptron) else None,
-    parquet_path=out.parquet, json_path=out.json, caption_path=out.caption, figure_path=out.figure)
+run(
+    snakemake,
+    gamma_table,
+    list(inp.fits),
+    perceptron_json=inp.perceptron[0] if len(inp.perceptron) else None,
+    parquet_path=out.parquet,
+    json_path=out.json,
+    caption_path=out.caption,
+    figure_path=out.figure,
+)

@@ -1,4 +1,11 @@
 from scalinglab.scripting import run
 from scalinglab.teacher_student import make_dataset
 
-run(snakemake, make_dataset, snakemake.input.teacher, snakemake.params.n_points, tuple(snakemake.params.stream), snakemake.output[0])
+run(
+    snakemake,
+    make_dataset,
+    snakemake.input.teacher,
+    snakemake.params.n_points,
+    tuple(snakemake.params.stream),
+    snakemake.output[0],
+)

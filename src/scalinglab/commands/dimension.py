@@ -22,17 +22,34 @@ DEFAULT_KS = (5, 10, 20, 50)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="points: Parquet or CSV table (one row per point) or a 2-D .npy array")
-    parser.add_argument("--columns", nargs="+", metavar="COL",
-                        help="table columns holding the coordinates (default: every numeric column)")
+    parser.add_argument(
+        "--columns",
+        nargs="+",
+        metavar="COL",
+        help="table columns holding the coordinates (default: every numeric column)",
+    )
     parser.add_argument("--estimator", choices=ESTIMATORS, help="only this estimator (default: both)")
-    parser.add_argument("--k", nargs="+", type=int, metavar="K",
-                        help=f"MLE neighbour counts, each >= 3 (default: {' '.join(map(str, DEFAULT_KS))})")
+    parser.add_argument(
+        "--k",
+        nargs="+",
+        type=int,
+        metavar="K",
+        help=f"MLE neighbour counts, each >= 3 (default: {' '.join(map(str, DEFAULT_KS))})",
+    )
     parser.add_argument("--subsample", type=int, metavar="M", help="estimate on M points drawn at random")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsample and bootstrap (default 0)")
-    parser.add_argument("--bootstrap", type=int, default=200, metavar="B",
-                        help="bootstrap resamples for the 95%% CI (default 200; 0 = no CI)")
-    parser.add_argument("--mle-unbiased", action="store_true",
-                        help="MLE with Levina-Bickel's (k-2) normalisation instead of (k-1) (see scalinglab.dimension.MLE)")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=200,
+        metavar="B",
+        help="bootstrap resamples for the 95%% CI (default 200; 0 = no CI)",
+    )
+    parser.add_argument(
+        "--mle-unbiased",
+        action="store_true",
+        help="MLE with Levina-Bickel's (k-2) normalisation instead of (k-1) (see scalinglab.dimension.MLE)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for other tools")
 
 
@@ -117,7 +134,9 @@ def _read_points(path: Path, columns: list[str] | None):
     values = frame[columns]
     incomplete = int(values.isna().any(axis=1).sum())
     if incomplete:
-        raise UserError(f"{path}: {incomplete} row(s) have missing values in {', '.join(map(str, columns))}; drop them first")
+        raise UserError(
+            f"{path}: {incomplete} row(s) have missing values in {', '.join(map(str, columns))}; drop them first"
+        )
     return values.to_numpy(dtype=np.float64)
 
 

@@ -23,31 +23,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", help="runs table, Parquet or CSV (one row per run and logged epoch)")
     parser.add_argument("--x", help="size column, e.g. the parameter count N (the power law's x)")
     parser.add_argument("--y", required=True, help="value column, e.g. test loss")
-    parser.add_argument("--group", nargs="+", action="extend", default=[], metavar="COL",
-                        help="one fit per combination of these columns (e.g. d)")
-    parser.add_argument("--filter", nargs="+", action="extend", default=[], metavar="COL=VALUE",
-                        help="keep only rows where COL equals VALUE (repeatable)")
-    parser.add_argument("--quantile", type=float, metavar="Q",
-                        help="quantile regression at Q (0.5 = median); least squares without it")
-    parser.add_argument("--run", nargs="+", action="extend", default=[], metavar="COL",
-                        help="columns that, with the group columns and x, identify a run (e.g. seed); "
-                             "their combinations are the bootstrap's clusters")
+    parser.add_argument(
+        "--group",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="COL",
+        help="one fit per combination of these columns (e.g. d)",
+    )
+    parser.add_argument(
+        "--filter",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="COL=VALUE",
+        help="keep only rows where COL equals VALUE (repeatable)",
+    )
+    parser.add_argument(
+        "--quantile", type=float, metavar="Q", help="quantile regression at Q (0.5 = median); least squares without it"
+    )
+    parser.add_argument(
+        "--run",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="COL",
+        help="columns that, with the group columns and x, identify a run (e.g. seed); "
+        "their combinations are the bootstrap's clusters",
+    )
     parser.add_argument("--epoch", metavar="COL", help="epoch or step column")
-    parser.add_argument("--epoch-rule", metavar="RULE",
-                        help="final (each run's last epoch), best (each run's minimum of y) or all rows; "
-                             "default: final with --epoch, else all")
+    parser.add_argument(
+        "--epoch-rule",
+        metavar="RULE",
+        help="final (each run's last epoch), best (each run's minimum of y) or all rows; "
+        "default: final with --epoch, else all",
+    )
     parser.add_argument("--maximize", action="store_true", help="best means the maximum of y (accuracy)")
-    parser.add_argument("--bootstrap", type=int, default=0, metavar="B",
-                        help="bootstrap draws for the slope CI, resampling the --run clusters (single rows "
-                             "without --run); 0 (default) = analytic CI")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="B",
+        help="bootstrap draws for the slope CI, resampling the --run clusters (single rows "
+        "without --run); 0 (default) = analytic CI",
+    )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
     parser.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
-    parser.add_argument("--law", default="power", metavar="LAW",
-                        help="power (default): log y on log x; joint: L(N, P) through scalinglab.joint")
+    parser.add_argument(
+        "--law",
+        default="power",
+        metavar="LAW",
+        help="power (default): log y on log x; joint: L(N, P) through scalinglab.joint",
+    )
     parser.add_argument("--n", metavar="COL", help="joint law: model-size column")
     parser.add_argument("--p", metavar="COL", help="joint law: data-size column")
-    parser.add_argument("--method", default="vpro", metavar="METHOD",
-                        help="joint law: vpro (variable projection, default) or chinchilla")
+    parser.add_argument(
+        "--method",
+        default="vpro",
+        metavar="METHOD",
+        help="joint law: vpro (variable projection, default) or chinchilla",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for other tools")
 
 
@@ -66,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"unknown epoch rule '{rule}'; use one of {', '.join(fits.EPOCH_RULES)}")
     if args.bootstrap > 0 and not args.run and args.epoch and rule == "all":
         # every row its own cluster would resample one run's epochs as if independent: CIs far too narrow
-        raise UserError("--bootstrap with all epochs needs --run COL (e.g. seed) so that it resamples whole runs, "
-                        "not single epochs; or fit one row per run with --epoch-rule final")
+        raise UserError(
+            "--bootstrap with all epochs needs --run COL (e.g. seed) so that it resamples whole runs, "
+            "not single epochs; or fit one row per run with --epoch-rule final"
+        )
 
     frame = read_table(args.table)
     sizes = [args.x] if args.law == "power" else [args.n, args.p]
@@ -82,8 +119,15 @@ def run(args: argparse.Namespace) -> int:
         return _run_joint(args, frame, clusters)
 
     results = fits.fit_groups(
-        frame, args.x, args.y, group=args.group, quantile=args.quantile, cluster=clusters,
-        bootstrap=args.bootstrap, seed=args.seed, confidence=args.confidence,
+        frame,
+        args.x,
+        args.y,
+        group=args.group,
+        quantile=args.quantile,
+        cluster=clusters,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        confidence=args.confidence,
     )
     if args.json:
         records = [_record(labels, fit, rule) for labels, fit in results]
@@ -95,8 +139,24 @@ def run(args: argparse.Namespace) -> int:
 
 def _record(labels: dict, fit, rule: str) -> dict:
     out = fit.to_dict()
-    keys = ["slope", "intercept", "dim", "ci", "n_points", "alpha", "dim_ci", "method", "quantile",
-            "n_sizes", "n_clusters", "diagnostics", "bootstrap", "confidence", "x", "y"]
+    keys = [
+        "slope",
+        "intercept",
+        "dim",
+        "ci",
+        "n_points",
+        "alpha",
+        "dim_ci",
+        "method",
+        "quantile",
+        "n_sizes",
+        "n_clusters",
+        "diagnostics",
+        "bootstrap",
+        "confidence",
+        "x",
+        "y",
+    ]
     return {"group": _json_safe(labels), **{key: out[key] for key in keys}, "epoch_rule": rule}
 
 
@@ -149,17 +209,34 @@ def _run_joint(args, frame, clusters) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "scalinglab.joint":
             raise
-        raise UserError("the joint law needs scalinglab.joint, which this installation lacks; use --law power") from None
+        raise UserError(
+            "the joint law needs scalinglab.joint, which this installation lacks; use --law power"
+        ) from None
 
     def fit(rows):
-        return joint.fit_joint(rows, n=args.n, p=args.p, y=args.y, method=args.method,
-                               bootstrap=args.bootstrap, cluster=clusters, seed=args.seed).to_dict()
+        return joint.fit_joint(
+            rows,
+            n=args.n,
+            p=args.p,
+            y=args.y,
+            method=args.method,
+            bootstrap=args.bootstrap,
+            cluster=clusters,
+            seed=args.seed,
+        ).to_dict()
 
     if args.group:
         # One joint fit per group, in the same list-of-objects shape as the power law's output.
         output = [
-            {"group": _json_safe({c: (v.item() if hasattr(v, "item") else v) for c, v in
-                                  zip(args.group, key if isinstance(key, tuple) else (key,))}), **fit(rows)}
+            {
+                "group": _json_safe(
+                    {
+                        c: (v.item() if hasattr(v, "item") else v)
+                        for c, v in zip(args.group, key if isinstance(key, tuple) else (key,))
+                    }
+                ),
+                **fit(rows),
+            }
             for key, rows in frame.groupby(args.group, sort=True, dropna=False)
         ]
     else:

@@ -23,10 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--norm", default="norm", metavar="COL", help="norm column, lambda (default norm)")
     parser.add_argument("--error", default="error", metavar="COL", help="test-error column (default error)")
     parser.add_argument("--norm-is-log", action="store_true", help="the norm column holds log(lambda)")
-    parser.add_argument("--window", nargs=2, type=float, default=(0.02, 0.2), metavar=("LO", "HI"),
-                        help="gamma1 window in lambda/lambda_opt (default 0.02 0.2: the early regime)")
-    parser.add_argument("--upper-fraction", type=float, default=0.5, metavar="F",
-                        help="gamma1 averages the largest fraction F of the P values (default 0.5, at least 2)")
+    parser.add_argument(
+        "--window",
+        nargs=2,
+        type=float,
+        default=(0.02, 0.2),
+        metavar=("LO", "HI"),
+        help="gamma1 window in lambda/lambda_opt (default 0.02 0.2: the early regime)",
+    )
+    parser.add_argument(
+        "--upper-fraction",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="gamma1 averages the largest fraction F of the P values (default 0.5, at least 2)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for other tools")
 
 
@@ -37,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
     frame = read_table(args.table)
     require_columns(frame, list(dict.fromkeys([args.p, args.seed, args.norm, args.error])), str(args.table))
     result = analyse(
-        frame, p=args.p, seed=args.seed, norm=args.norm, error=args.error, window=tuple(args.window),
-        upper_fraction=args.upper_fraction, norm_is_log=args.norm_is_log,
+        frame,
+        p=args.p,
+        seed=args.seed,
+        norm=args.norm,
+        error=args.error,
+        window=tuple(args.window),
+        upper_fraction=args.upper_fraction,
+        norm_is_log=args.norm_is_log,
     )
     if args.json:
         print(json.dumps(_finite_or_null(result.to_dict()), indent=2, allow_nan=False))

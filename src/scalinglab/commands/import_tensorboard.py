@@ -23,11 +23,17 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logdir", help="TensorBoard log directory (searched recursively for *tfevents* files)")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the runs table to write (.parquet)")
-    parser.add_argument("--wide", action="store_true",
-                        help="one row per run and step, one column per metric (NaN where a metric was not logged "
-                             "at that step), instead of metric/value rows")
-    parser.add_argument("--strict", action="store_true",
-                        help="a truncated or corrupted event file is an error (default: skip it with a warning)")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="one row per run and step, one column per metric (NaN where a metric was not logged "
+        "at that step), instead of metric/value rows",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="a truncated or corrupted event file is an error (default: skip it with a warning)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
