@@ -109,7 +109,8 @@ def main() -> None:
     gflops = matmul_gflops()
     floor_s = args.n**2 * (args.dim + 2) / (gflops * 1e9)  # half of the n^2 distances, 2 flops per term
     print(
-        f"float32 matmul here now: {gflops:.0f} GFLOPS, so the upper-triangle distance matmul alone takes >= {floor_s:.0f} s"
+        f"float32 matmul here now: {gflops:.0f} GFLOPS, "
+        f"so the upper-triangle distance matmul alone takes >= {floor_s:.0f} s"
     )
     result = ours(X, args.k, args.method)
     tw, ml = result["twonn"], result["mle"]
@@ -133,7 +134,8 @@ def main() -> None:
         full = knn_distances(X, args.k, method="full")
         full_s = time.perf_counter() - start
         print(
-            f"full pass (no pruning) on the same points: k-NN {full_s:.1f} s, {full_s / result['knn_s']:.2f}x our k-NN time; "
+            f"full pass (no pruning) on the same points: k-NN {full_s:.1f} s, "
+            f"{full_s / result['knn_s']:.2f}x our k-NN time; "
             f"max relative difference of the {args.k} distances {np.max(np.abs(result['dist'] / full - 1)):.1e}"
         )
 
@@ -149,11 +151,13 @@ def main() -> None:
             )
         sk = skdim_estimates(Xs, args.k)
         print(
-            f"skdim TwoNN {sk['twonn']:.3f} in {sk['twonn_s']:.1f} s   MLE(k={args.k}) {sk['mle']:.3f} in {sk['mle_s']:.1f} s"
+            f"skdim TwoNN {sk['twonn']:.3f} in {sk['twonn_s']:.1f} s   "
+            f"MLE(k={args.k}) {sk['mle']:.3f} in {sk['mle_s']:.1f} s"
             f"   ({len(Xs)} points)"
         )
         print(
-            f"agreement: TwoNN {mine['twonn'].dimension_ / sk['twonn'] - 1:+.2e}  MLE {mine['mle'].dimension_ / sk['mle'] - 1:+.2e} "
+            f"agreement: TwoNN {mine['twonn'].dimension_ / sk['twonn'] - 1:+.2e}  "
+            f"MLE {mine['mle'].dimension_ / sk['mle'] - 1:+.2e} "
             "(relative difference, ours / skdim - 1)"
         )
         print(

@@ -103,7 +103,8 @@ def main() -> None:
     flop_per_model_step = 6 * student_param_count(WIDTH, W) * BATCH
 
     print(
-        f"device: {device}, threads: {args.threads}, members: {args.members}, steps: {args.steps}, width {WIDTH}, batch {BATCH}"
+        f"device: {device}, threads: {args.threads}, members: {args.members}, steps: {args.steps}, "
+        f"width {WIDTH}, batch {BATCH}"
     )
     ceiling = matmul_flops(device)
     print(f"matmul ceiling: {ceiling / 1e9:.1f} GFLOP/s")
@@ -117,7 +118,8 @@ def main() -> None:
         results[compile] = rate
         name = "engine, compiled" if compile else "engine, eager"
         print(
-            f"{name}: {rate:,.0f} model-steps/s ({rate * flop_per_model_step / ceiling:.0%} of ceiling, warm-up {warmup:.1f}s)"
+            f"{name}: {rate:,.0f} model-steps/s "
+            f"({rate * flop_per_model_step / ceiling:.0%} of ceiling, warm-up {warmup:.1f}s)"
         )
     best = max(results.values())
     print(f"speedup: {best / plain:.1f}")

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from workflow_helpers import snakemake, tiny_config
 
 from scalinglab import datasets
 from scalinglab.cli import main
 from scalinglab.errors import UserError
-from workflow_helpers import snakemake, tiny_config
 
 ONE_LINE = re.compile(r"^(scalinglab [a-z-]+: )?error: \S")
 

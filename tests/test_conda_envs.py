@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from workflow_helpers import REPO
 
 SRC = REPO / "src"

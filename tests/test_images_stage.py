@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_datasets import fake_network, tiny_cifar  # noqa: F401  (fixtures)
+from workflow_helpers import REPO, planned_jobs
 
 from scalinglab import datasets, dimension_stage, images_stage
 from scalinglab.convnet import param_count
 from scalinglab.errors import UserError
-from test_datasets import fake_network, tiny_cifar  # noqa: F401  (fixtures)
-from workflow_helpers import REPO, planned_jobs
 
 LOSS_SLOPE, ACC_SLOPE = -0.4, 0.05
 SIZES = np.geomspace(1e3, 1e5, 8).round()

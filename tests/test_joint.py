@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from scalinglab.errors import UserError
 from scalinglab.broken_power_law import BrokenPowerLawFit, fit_broken_power_law
+from scalinglab.errors import UserError
 from scalinglab.frontier import allocation_exponents, compute_optimal, empirical_frontier
 from scalinglab.joint import fit_joint
 from scalinglab.joint_vpro import nnls3

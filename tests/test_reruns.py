@@ -8,7 +8,6 @@ import shlex
 
 import pytest
 import yaml
-
 from workflow_helpers import REPO, planned_jobs, snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow

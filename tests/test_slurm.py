@@ -18,7 +18,6 @@ import time
 import pandas as pd
 import pytest
 import yaml
-
 from workflow_helpers import REPO
 
 pytestmark = pytest.mark.slurm

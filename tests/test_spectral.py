@@ -147,14 +147,14 @@ def test_log_space_survives_overflow():
     model = nn.Sequential(*layers)
     result = spectral_complexity(model)
     assert result.r is None
-    expected = sum(math.log(float(torch.linalg.matrix_norm(l.weight.detach().double(), 2))) for l in layers)
+    expected = sum(math.log(float(torch.linalg.matrix_norm(layer.weight.detach().double(), 2))) for layer in layers)
     ratios = sum(
         (
-            float(l.weight.detach().double().norm(dim=1).sum())
-            / float(torch.linalg.matrix_norm(l.weight.detach().double(), 2))
+            float(layer.weight.detach().double().norm(dim=1).sum())
+            / float(torch.linalg.matrix_norm(layer.weight.detach().double(), 2))
         )
         ** (2 / 3)
-        for l in layers
+        for layer in layers
     )
     assert result.log_r == pytest.approx(expected + 1.5 * math.log(ratios), rel=1e-8)
     assert result.log_r > 710  # R itself would overflow a float64

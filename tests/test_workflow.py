@@ -5,7 +5,6 @@ import json
 import pandas as pd
 import pytest
 import yaml
-
 from workflow_helpers import REPO, planned_jobs, snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow

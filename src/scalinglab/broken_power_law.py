@@ -11,7 +11,6 @@ from scalinglab.errors import UserError
 from scalinglab.io import json_float
 from scalinglab.joint_vpro import nnls3
 
-
 # --------------------------------------------------------------------------------------------
 # Broken power law (Caballero et al. 2022), one break:
 # y = a + b x^-c0 (1 + (x/d1)^(1/f1))^(-c1 f1): slope -c0 well below the break d1, -(c0 + c1) well
@@ -120,10 +119,10 @@ def fit_broken_power_law(x, y) -> BrokenPowerLawFit:
             objective = np.where(np.isfinite(objective), objective, np.inf)
             k = int(np.argmin(objective))
             if objective.flat[k] < best[0]:
-                i, j, l = np.unravel_index(k, objective.shape)
+                i, j, m = np.unravel_index(k, objective.shape)
                 best = (
                     objective.flat[k],
-                    np.array([theta[i, j, l, 0], theta[i, j, l, 1], _BPL_C0[j], _BPL_C1[l], log_d1[i], np.log(f1)]),
+                    np.array([theta[i, j, m, 0], theta[i, j, m, 1], _BPL_C0[j], _BPL_C1[m], log_d1[i], np.log(f1)]),
                 )
     start = best[1]
 
@@ -153,7 +152,8 @@ def fit_broken_power_law(x, y) -> BrokenPowerLawFit:
     xs = np.sort(np.unique(x))
     if not xs[1] <= d1 <= xs[-2]:
         notes.append(
-            f"the break d1 = {d1:.4g} lies outside the data's interior [{xs[1]:.4g}, {xs[-2]:.4g}]: no break is resolved"
+            f"the break d1 = {d1:.4g} lies outside the data's interior [{xs[1]:.4g}, {xs[-2]:.4g}]: "
+            "no break is resolved"
         )
     if abs(c0 + c1) < 0.02:
         notes.append("the curve is flat beyond the break: the break and the constant a describe the same floor")

@@ -17,7 +17,7 @@ convolutions are bound by kernel-launch overhead.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +67,7 @@ class ConvNet(nn.Module):
         self.fc2 = nn.Linear(HIDDEN, n_classes)
 
     @classmethod
-    def create(cls, c: int, in_shape: Sequence[int] = CIFAR_SHAPE, n_classes: int = 10, seed: int = 0) -> "ConvNet":
+    def create(cls, c: int, in_shape: Sequence[int] = CIFAR_SHAPE, n_classes: int = 10, seed: int = 0) -> ConvNet:
         """A member initialised from `seed` without touching the caller's global RNG state."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -110,12 +110,12 @@ class ConvNetEnsemble(nn.Module):
     @classmethod
     def create(
         cls, c: int, seeds: Sequence[int], in_shape: Sequence[int] = CIFAR_SHAPE, n_classes: int = 10
-    ) -> "ConvNetEnsemble":
+    ) -> ConvNetEnsemble:
         """One member per seed, each initialised exactly as ConvNet.create(c, ..., seed)."""
         return cls.from_members([ConvNet.create(c, in_shape, n_classes, seed) for seed in seeds])
 
     @classmethod
-    def from_members(cls, members: Sequence[ConvNet]) -> "ConvNetEnsemble":
+    def from_members(cls, members: Sequence[ConvNet]) -> ConvNetEnsemble:
         first = members[0]
         if any((m.c, m.in_shape, m.n_classes) != (first.c, first.in_shape, first.n_classes) for m in members):
             raise UserError("ensemble members must share channel count, input shape and number of classes")

@@ -647,10 +647,10 @@ class TwoNN:
         self.bootstrap = bootstrap
         self.seed = seed
 
-    def fit(self, X, y=None, device=None) -> "TwoNN":
+    def fit(self, X, y=None, device=None) -> TwoNN:
         return self.fit_distances(knn_distances(X, 2, device=device))
 
-    def fit_distances(self, dist) -> "TwoNN":
+    def fit_distances(self, dist) -> TwoNN:
         """Fit from an (n, >=2) array of ascending neighbour distances (from knn_distances)."""
         if not 0 < self.discard_fraction < 1:  # 0 would put F_emp = 1 on the largest ratio: log(0)
             raise ValueError(f"discard_fraction must be in (0, 1), got {self.discard_fraction}")
@@ -685,10 +685,10 @@ class MLE:
         self.seed = seed
         self.unbiased = unbiased
 
-    def fit(self, X, y=None, device=None) -> "MLE":
+    def fit(self, X, y=None, device=None) -> MLE:
         return self.fit_distances(knn_distances(X, self.k, device=device))
 
-    def fit_distances(self, dist) -> "MLE":
+    def fit_distances(self, dist) -> MLE:
         """Fit from an (n, >=k) array of ascending neighbour distances; uses the first k columns."""
         k = self.k
         if k < 3:

@@ -50,7 +50,7 @@ class MLPEnsemble:
         self.shapes = {"W1": (w, n), "b1": (1, n), "W2": (n, n), "b2": (1, n), "W3": (n, 1), "b3": (1, 1)}
 
     @classmethod
-    def init(cls, E: int, w: int, n: int, seeds: list[int], device="cpu", dtype=torch.float32) -> "MLPEnsemble":
+    def init(cls, E: int, w: int, n: int, seeds: list[int], device="cpu", dtype=torch.float32) -> MLPEnsemble:
         """Weights N(0, 1/fan_in) as seed 000 specifies, biases 0; member e drawn from seeds[e]."""
         if len(seeds) != E:
             raise ValueError(f"need one seed per member: {E} members, {len(seeds)} seeds")

@@ -18,7 +18,6 @@ from scalinglab.fits import positive_column
 from scalinglab.io import json_float, require_columns
 from scalinglab.joint import JointFit
 
-
 # --------------------------------------------------------------------------------------------
 # Compute-optimal allocation: minimise L(N, D) at fixed C = 6·N·D
 

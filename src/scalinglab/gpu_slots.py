@@ -13,9 +13,9 @@ import fcntl
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 DEFAULT_LOCK_DIR = Path(tempfile.gettempdir()) / "scalinglab-gpu-slots"
 

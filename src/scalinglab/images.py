@@ -30,8 +30,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import pandas as pd
 import torch
@@ -126,7 +126,7 @@ class DeviceData:
     memory_format: torch.memory_format
 
     @classmethod
-    def build(cls, data: ImageData, device: torch.device, memory_format: torch.memory_format) -> "DeviceData":
+    def build(cls, data: ImageData, device: torch.device, memory_format: torch.memory_format) -> DeviceData:
         mean, std = data.mean.to(device), data.std.to(device)
         scale, shift = 1.0 / (255.0 * std), -mean / std
         test_x = data.test_x.to(device).float().mul_(scale).add_(shift).contiguous(memory_format=memory_format)

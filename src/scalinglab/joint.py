@@ -13,8 +13,8 @@ frontier of a table) and `broken_power_law` (Caballero et al.'s one-break law fo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -178,7 +178,8 @@ def _diagnostics(
     n_sizes, p_sizes, configs = counts
     if n_sizes < 5 or p_sizes < 5 or configs < 3 * len(PARAMS):
         notes.append(
-            f"too few configurations: {n_sizes} distinct {n_name}, {p_sizes} distinct {p_name}, {configs} configurations "
+            f"too few configurations: {n_sizes} distinct {n_name}, {p_sizes} distinct {p_name}, "
+            f"{configs} configurations "
             f"(want >= 5, >= 5 and >= {3 * len(PARAMS)}); the five parameters are poorly determined"
         )
     E, A, B, alpha, beta = params
@@ -218,7 +219,8 @@ def fit_joint(
     for E, A, B >= 0). method "chinchilla": Huber (delta 1e-3) on log y, L-BFGS from a grid of starts.
     CIs: percentile intervals from `bootstrap` refits on resampled clusters (the distinct values of the
     `cluster` column or columns: runs or seeds; every row its own cluster when None). They run a
-    little short of nominal: on 6 x 6 configurations x 3 seeds with 5% log-normal noise, 95% intervals covered alpha/beta in 93.5%/92%
+    little short of nominal: on 6 x 6 configurations x 3 seeds with 5% log-normal noise, 95% intervals
+    covered alpha/beta in 93.5%/92%
     of 400 replicates (vpro, 200 draws) and 96%/95% (chinchilla, 50 draws). `extrapolation` adds two
     refits that hold out the largest n and the largest p and score those rows (mean |log error|).
     """

@@ -8,7 +8,7 @@ the bootstrap draws.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import optimize

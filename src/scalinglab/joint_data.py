@@ -7,8 +7,8 @@ design (the full data, a bootstrap draw or a held-out subset) and say whether th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,7 +61,7 @@ class JointData:
     def v(self) -> np.ndarray:
         return np.log(self.P) - self.log_p0
 
-    def subset(self, mask: np.ndarray) -> "JointData":
+    def subset(self, mask: np.ndarray) -> JointData:
         codes, clusters = np.unique(self.clusters[mask], return_inverse=True)
         return JointData(self.N[mask], self.P[mask], self.y[mask], clusters, len(codes))
 

@@ -138,7 +138,10 @@ def caption(summary: dict) -> str:
         )
         if fit.get("allocation"):
             a, b = fit["allocation"]["a"], fit["allocation"]["b"]
-            ci = lambda v: "" if v["ci"][0] is None else f" [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
+
+            def ci(v):
+                return "" if v["ci"][0] is None else f" [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
+
             lines.append(f"  compute-optimal N* ~ C^{a['value']:.3f}{ci(a)}, D* (and P*) ~ C^{b['value']:.3f}{ci(b)}")
             if fit["allocation"]["draws_without_frontier"]:
                 lines.append(

@@ -192,7 +192,8 @@ def _newton_direction(prob: _Problem, rows, w, d2, c, grad, max_cg: int, eta: to
 
     Preconditioner for row j: (lambda_j^2 (sum phi''_j / sum g) G + c_j I)^-1 with G = sum_mu g_mu
     A_mu A_mu^T a weighted Gram matrix shared by the batch (g: the batch rows' phi'', each
-    normalised to sum 1, averaged), diagonal in G's eigenbasis: it captures the Marchenko-Pastur spread of the Hessian and, at large
+    normalised to sum 1, averaged), diagonal in G's eigenbasis: it captures the Marchenko-Pastur spread
+    of the Hessian and, at large
     lambda, its concentration on the examples near the margin. A row stops at relative residual
     eta or at negative curvature (then it keeps its current iterate, or -grad at k = 0).
     """
@@ -520,9 +521,10 @@ def envelope_relative_error(lam) -> np.ndarray:
     z = np.linspace(0.0, 40.0, 400_001)[1:]
     weight = np.sqrt(2.0 / np.pi) * np.exp(-0.5 * z**2) * (z[1] - z[0])  # density of |z|
     out = np.empty_like(lam)
-    for i, l in enumerate(lam):
-        one_minus_tanh = 2.0 * np.exp(-np.logaddexp(0.0, 2.0 * l * z))  # -phi'(l z) = 1 - tanh(l z)
-        g = l**2 * np.sum(one_minus_tanh**2 * weight)
-        h = l**2 * np.sum(one_minus_tanh * (2.0 - one_minus_tanh) * weight) + l * np.sum(one_minus_tanh * z * weight)
+    for i, lam_i in enumerate(lam):
+        one_minus_tanh = 2.0 * np.exp(-np.logaddexp(0.0, 2.0 * lam_i * z))  # -phi'(l z) = 1 - tanh(l z)
+        g = lam_i**2 * np.sum(one_minus_tanh**2 * weight)
+        h = lam_i**2 * np.sum(one_minus_tanh * (2.0 - one_minus_tanh) * weight)
+        h += lam_i * np.sum(one_minus_tanh * z * weight)
         out[i] = math.sqrt(2.0 * g / (math.pi * h**2))
     return out

@@ -61,7 +61,8 @@ def analyse_and_plot(paths: list, *, window, upper_fraction: float, json_path, c
     gap = result.gamma_pred - result.gamma_meas
     caption = (
         f"Perceptron (N = {summary['N']}, α = P/N in {summary['alphas'][0]:g}…{summary['alphas'][-1]:g}, "
-        f"{frame['seed'].nunique()} seeds, {frame['norm'].nunique() // frame['alpha'].nunique()} norms λ = ‖w‖²/N per α), "
+        f"{frame['seed'].nunique()} seeds, "
+        f"{frame['norm'].nunique() // frame['alpha'].nunique()} norms λ = ‖w‖²/N per α), "
         "relative error ε/ε(λ=0) of the fixed-norm minimiser of the cross-entropy loss.\n\n"
         f"- early-training law ε ≈ k1 λ^-γ1: γ1 = {result.gamma1:.3f} ± {result.gamma1_se:.3f} "
         f"(window λ/λ_opt in {result.window[0]:g}…{result.window[1]:g}, averaged over the larger P; its ± is the "

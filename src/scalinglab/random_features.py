@@ -225,7 +225,8 @@ def simulate(spectrum: Spectrum, N, P, steps, seeds: list[int], lr: float = 0.5)
     top = float(mu.max())
     if lr * top >= 2.0 and any(s != INF for s in steps):  # the GD limit itself does not depend on lr
         raise UserError(
-            f"random features: lr = {lr} diverges (lr x largest curvature = {lr * top:.3g} >= 2); lower lr below {2 / top:.3g}"
+            f"random features: lr = {lr} diverges (lr x largest curvature = {lr * top:.3g} >= 2); "
+            f"lower lr below {2 / top:.3g}"
         )
     err = w - beta[None]
     if N == INF:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
-
-import matplotlib.ticker
 
 from scalinglab.plots import plt, save_figure
 from scalinglab.random_features import sweep_values
@@ -19,7 +18,8 @@ _COLUMNS = [
 
 
 def bottlenecks(frame: pd.DataFrame, fits: pd.DataFrame, path) -> None:
-    """One row per (a, b), one column per sweep: mean over seeds (points; bars: the seeds' min to max), the fitted power law (solid) and the theory slope through the data's middle (dashed)."""
+    """One row per (a, b), one column per sweep: mean over seeds (points; bars: the seeds' min to max),
+    the fitted power law (solid) and the theory slope through the data's middle (dashed)."""
     pairs = sorted({(a, b) for a, b in zip(frame["a"], frame["b"])})
     fig, axes = plt.subplots(len(pairs), len(_COLUMNS), figsize=(3.4 * len(_COLUMNS), 2.9 * len(pairs)), squeeze=False)
     fits = fits.set_index(["a", "b", "sweep"])

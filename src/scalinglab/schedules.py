@@ -30,7 +30,7 @@ class Schedule:
     final_div_factor: float = 1e4  # onecycle: final lr = initial lr / final_div_factor
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Schedule":
+    def from_config(cls, cfg: dict) -> Schedule:
         kind = cfg["kind"]
         if kind == "phases":
             phases = tuple(Phase(int(p["steps"]), int(p["batch"]), float(p["lr"])) for p in cfg["phases"])

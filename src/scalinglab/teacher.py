@@ -23,7 +23,7 @@ class Teacher:
     weights: list[torch.Tensor]  # (fan_in, fan_out) matrices: embed, hidden1, hidden2, readout
 
     @classmethod
-    def create(cls, d: int, width: int = 9, seed: int = 0, hidden: int = HIDDEN) -> "Teacher":
+    def create(cls, d: int, width: int = 9, seed: int = 0, hidden: int = HIDDEN) -> Teacher:
         if d < 1:
             raise ValueError(f"teacher dimension d must be >= 1, got {d}")
         if d >= width:
@@ -67,5 +67,5 @@ class Teacher:
         return {"d": self.d, "width": self.width, "weights": self.weights}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "Teacher":
+    def from_state_dict(cls, state: dict) -> Teacher:
         return cls(d=int(state["d"]), width=int(state["width"]), weights=list(state["weights"]))

@@ -316,7 +316,10 @@ def fit_and_write(
             + comparison_rst(comparison_table(fits, dims, reference_k), reference_k)
         )
         if (dims["note"] != "").any():
-            caption += "\nWhere d >= the embedding width, x = W t spans only the width's dimensions: the measured dimension is the width, not d.\n"
+            caption += (
+                "\nWhere d >= the embedding width, x = W t spans only the width's dimensions: "
+                "the measured dimension is the width, not d.\n"
+            )
     write_text(caption_path, caption)
     print(caption)
     return fits

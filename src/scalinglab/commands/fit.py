@@ -181,7 +181,10 @@ def _json_ready(value):
 
 def _table(results, args) -> str:
     lines = []
-    header = f"{'group':<20} {'slope':>9} {'CI of slope':>21} {'alpha':>8} {'d=4/|s|':>8} {'CI of d':>17} {'n':>5} {'sizes':>5} {'clust':>5}"
+    header = (
+        f"{'group':<20} {'slope':>9} {'CI of slope':>21} {'alpha':>8} {'d=4/|s|':>8} {'CI of d':>17} "
+        f"{'n':>5} {'sizes':>5} {'clust':>5}"
+    )
     lines.append(header)
     for labels, fit in results:
         name = ", ".join(f"{k}={v}" for k, v in labels.items()) or "all"
