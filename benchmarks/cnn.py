@@ -11,7 +11,7 @@ set augmented too.) On a CPU both run on one thread (torch.set_num_threads(1)), 
 With --device cuda both train on the GPU: the plain loop moves each batch there, as the seed's
 script did; the engine keeps the data resident and trains the seeds of a width as one ensemble.
 
-Data: Fashion-MNIST (Debian's dataset-fashion-mnist, via datasets.load), else CIFAR-shaped random
+Data: Fashion-MNIST (Debian's dataset-fashion-mnist, via datasets.sources.load), else CIFAR-shaped random
 uint8 images with random labels (the printout says which). Prints the time of each, where the plain
 loop's time goes (DataLoader, train steps, evaluation; per-image transforms against collation; default
 layout against channels_last), the final accuracies, and last `speedup: X.X`: on a CPU, CPU seconds
@@ -32,11 +32,12 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from torch.utils.data import DataLoader, Dataset
 
-from scalinglab import datasets, images
-from scalinglab.convnet import ConvNet
-from scalinglab.datasets import ImageData
-from scalinglab.errors import UserError
-from scalinglab.seeding import derive_seed
+from scalinglab.core.errors import UserError
+from scalinglab.core.seeding import derive_seed
+from scalinglab.datasets.image_data import ImageData, subset, subset_indices
+from scalinglab.datasets.sources import load
+from scalinglab.images import training as images
+from scalinglab.images.convnet import ConvNet
 
 
 class TensorImages(Dataset):
@@ -63,7 +64,7 @@ def plain_loop(data: ImageData, widths, seeds, P, epochs, padding, device="cpu")
     for c in widths:
         for seed in seeds:
             # Same subset and initial weights as train_cells (its derivations, see images.py).
-            idx = datasets.subset_indices(data.train_y, P, derive_seed("image-subset", data.name, seed))
+            idx = subset_indices(data.train_y, P, derive_seed("image-subset", data.name, seed))
             train_set = TensorImages(data.train_x[idx].float() / 255, data.train_y[idx], train_tf)
             torch.manual_seed(seed)  # DataLoader shuffling and the transforms draw from the global RNG
             model = ConvNet.create(c, data.shape, data.n_classes, derive_seed("convnet-init", data.name, c, seed))
@@ -144,7 +145,7 @@ def layout_costs(data: ImageData, c: int, steps: int = 20) -> tuple[float, float
 def load_data(root: str, which: str) -> tuple[ImageData, str]:
     if which == "fashion-mnist":
         try:
-            return datasets.load("fashion-mnist", root, download=False), "Fashion-MNIST (Debian's copy)"
+            return load("fashion-mnist", root, download=False), "Fashion-MNIST (Debian's copy)"
         except UserError as exc:
             print(f"no Fashion-MNIST ({exc}); using random CIFAR-shaped data")
     gen = torch.Generator().manual_seed(0)
@@ -193,7 +194,7 @@ def main() -> None:
     )
 
     # Untimed warm-up of both on the same shapes: oneDNN builds its kernels on first use, per shape.
-    warm = datasets.subset(data, 256, 0)
+    warm = subset(data, 256, 0)
     images.train_cells(
         warm,
         widths=args.widths,

@@ -24,7 +24,8 @@ import time
 import numpy as np
 import torch
 
-from scalinglab.dimension import MLE, TwoNN, knn_distances
+from scalinglab.dimension.estimators import MLE, TwoNN
+from scalinglab.dimension.knn import knn_distances
 
 
 def manifold_points(n: int, dim: int, latent: int, lengthscale: float, seed: int) -> np.ndarray:

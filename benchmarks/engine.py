@@ -16,8 +16,9 @@ import time
 
 import torch
 
-from scalinglab.engine import MLPEnsemble, Trainer, pick_device, student_param_count
-from scalinglab.teacher import Teacher
+from scalinglab.core.devices import pick_device
+from scalinglab.teacher_student.teacher import Teacher
+from scalinglab.teacher_student.training import MLPEnsemble, Trainer, student_param_count
 
 W, WIDTH, BATCH = 9, 50, 200
 

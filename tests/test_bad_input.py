@@ -4,7 +4,7 @@ stderr, starting with "error:" (the CLI prefixes its command name, as argparse d
 
 Config cases go through `snakemake -n` on the real Snakefile (they extend tests/test_config.py's 16
 schema cases: other keys, other kinds of mistake, and contradictions between keys); table cases through
-`scalinglab <command>`; dataset cases through the prepare_dataset rule and datasets.prepare.
+`scalinglab <command>`; dataset cases through the prepare_dataset rule and sources.prepare.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 from workflow_helpers import snakemake, tiny_config
 
-from scalinglab import datasets
-from scalinglab.cli import main
-from scalinglab.errors import UserError
+from scalinglab.cli.main import main
+from scalinglab.core.errors import UserError
+from scalinglab.datasets import sources
 
 ONE_LINE = re.compile(r"^(scalinglab [a-z-]+: )?error: \S")
 
@@ -224,7 +224,7 @@ def test_bad_table_through_the_cli(case, tables, capsys, monkeypatch):
 # ---------------------------------------------------------------- dataset archives
 
 
-IDX_NAMES = datasets.IDX_FILES
+IDX_NAMES = sources.IDX_FILES
 
 
 def idx_folder(folder: Path) -> Path:
@@ -259,7 +259,7 @@ def test_corrupted_dataset_archive_is_refused_and_leaves_nothing(tmp_path):
     local = idx_folder(tmp_path / "fashion")
     root = tmp_path / "datasets"
     with pytest.raises(UserError) as info:
-        datasets.prepare("fashion-mnist", root, local_dir=local, download=False)
+        sources.prepare("fashion-mnist", root, local_dir=local, download=False)
     message = str(info.value)
     assert "\n" not in message and message.startswith("fashion-mnist: checksum mismatch for ")
     assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
@@ -277,13 +277,13 @@ def test_truncated_cifar_archive_is_refused_and_leaves_nothing(tmp_path, monkeyp
     # the table accepts this archive, as it accepts the real one
     table = [
         (f, hashlib.md5(archive.read_bytes()).hexdigest() if f == archive.name else m)
-        for f, m in datasets.CHECKSUMS["cifar10"]
+        for f, m in sources.CHECKSUMS["cifar10"]
     ]
-    monkeypatch.setitem(datasets.CHECKSUMS, "cifar10", table)
+    monkeypatch.setitem(sources.CHECKSUMS, "cifar10", table)
     archive.write_bytes(archive.read_bytes()[:-40])
     root = tmp_path / "datasets"
     with pytest.raises(UserError) as info:
-        datasets.prepare("cifar10", root, local_dir=archive.parent, download=False)
+        sources.prepare("cifar10", root, local_dir=archive.parent, download=False)
     message = str(info.value)
     assert "\n" not in message and message.startswith("cifar10: checksum mismatch for ")
     assert not (root / "cifar10").exists()

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from scalinglab.checkpoint import CHECK_EVERY_STEPS
-from scalinglab.teacher_student import make_dataset, make_teacher, train_bundle
+from scalinglab.core.checkpoint import CHECK_EVERY_STEPS
+from scalinglab.teacher_student.stage import make_dataset, make_teacher, train_bundle
 
 SCHEDULE = {"kind": "onecycle", "steps": 12 * CHECK_EVERY_STEPS, "batch": 32, "max_lr": 0.01}
 SEEDS = [0, 1]
@@ -51,7 +51,7 @@ def bundle(data, out_dir, seeds=SEEDS, checkpoint=None, every_s=0.0, P="inf"):
 KILLED_JOB = """
 import sys, time
 from pathlib import Path
-import scalinglab.engine as engine
+import scalinglab.teacher_student.training as engine
 from test_checkpoint import bundle
 real_step = engine.Trainer.step
 def slow_step(self, *args):  # slow enough that the test can kill it mid-run on any machine
@@ -91,7 +91,7 @@ def test_checkpoint_of_another_run_is_ignored(data, tmp_path):
     checkpoint = tmp_path / "bundle.pt"
     out = tmp_path / "first"
     # a checkpoint left by a run with other seeds...
-    from scalinglab.checkpoint import Checkpointer
+    from scalinglab.core.checkpoint import Checkpointer
 
     Checkpointer(checkpoint, 0, key="another run").save({"step": 100})
     got = bundle(data, out, checkpoint=checkpoint, every_s=3600)

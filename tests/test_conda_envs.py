@@ -67,7 +67,7 @@ def imports_of(path: Path) -> set[str]:
             else:
                 base = node.module or ""
             names.add(base)
-            # `from scalinglab import plots` imports the module scalinglab.plots
+            # `from scalinglab import plots` imports the module scalinglab.teacher_student.figures
             names.update(f"{base}.{alias.name}" for alias in node.names if module_file(f"{base}.{alias.name}"))
     return names
 
@@ -169,5 +169,5 @@ def test_the_check_can_fail():
 def test_from_package_imports_are_followed():
     """`from scalinglab import plots` inside a function reaches plots.py and so matplotlib."""
     imports = imports_of(SRC / "scalinglab" / "perceptron_stage.py")
-    assert "scalinglab.plots" in imports
+    assert "scalinglab.teacher_student.figures" in imports
     assert "matplotlib" in third_party_imports(REPO / "workflow" / "scripts" / "analyse_perceptron.py")

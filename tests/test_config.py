@@ -2,8 +2,8 @@
 
 import pytest
 
-from scalinglab.config import load, validate
-from scalinglab.errors import UserError
+from scalinglab.core.config import load, validate
+from scalinglab.core.errors import UserError
 
 
 def error_of(config) -> str:
@@ -79,7 +79,7 @@ def test_yaml_errors_are_one_line(tmp_path):
 
 
 def test_a_preset_runs_only_the_experiments_it_names():
-    from scalinglab.config import only_named_stages, stage_names
+    from scalinglab.core.config import only_named_stages, stage_names
 
     stages = stage_names()
     assert {"teacher_student", "dimension", "perceptron", "images", "deep_nets", "joint", "random_features"} <= set(

@@ -1,5 +1,4 @@
-"""The seed's ConvNet family: exact parameter counts, the batched ensemble against its members,
-and batched flip+crop augmentation."""
+"""The seed's ConvNet family: exact parameter counts, and the batched ensemble against its members."""
 
 from __future__ import annotations
 
@@ -7,15 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scalinglab.convnet import (
+from scalinglab.core.errors import UserError
+from scalinglab.images.convnet import (
     SEED_WIDTHS,
     ConvNet,
     ConvNetEnsemble,
-    augment_flip_crop,
     member_losses,
     param_count,
 )
-from scalinglab.errors import UserError
 
 
 @pytest.fixture(autouse=True)
@@ -127,41 +125,3 @@ def test_member_losses_with_shared_labels():
     labels = torch.tensor([0, 1, 2, 3, 0])
     expected = torch.stack([F.cross_entropy(logits[e], labels) for e in range(2)])
     torch.testing.assert_close(member_losses(logits, labels), expected)
-
-
-def crop_origin(out: torch.Tensor, image: torch.Tensor, padding: int = 4):
-    """(flipped, dy, dx) such that `out` is that crop of the zero-padded image, or None."""
-    height, width = image.shape[-2:]
-    for flipped in (False, True):
-        padded = F.pad(image.flip(-1) if flipped else image, (padding,) * 4)
-        for dy in range(2 * padding + 1):
-            for dx in range(2 * padding + 1):
-                if torch.equal(padded[..., dy : dy + height, dx : dx + width], out):
-                    return flipped, dy, dx
-    return None
-
-
-def test_augment_is_a_per_image_flip_and_padded_crop():
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randint(1, 256, (2, 100, 3, 12, 12), dtype=torch.uint8, generator=gen)  # no zeros: padding shows
-    out = augment_flip_crop(images, torch.Generator().manual_seed(7))
-
-    assert out.shape == images.shape and out.dtype == torch.uint8
-    origins = [crop_origin(o, i) for o, i in zip(out.reshape(-1, 3, 12, 12), images.reshape(-1, 3, 12, 12))]
-    assert all(origin is not None for origin in origins)
-    flips = sum(origin[0] for origin in origins)
-    offsets = torch.tensor([origin[1:] for origin in origins])
-    # 200 images: flips ~ Binomial(200, 1/2), sd 7.1, so 100 ± 30 fails by chance with p < 1e-4
-    assert 70 <= flips <= 130
-    assert set(offsets.flatten().tolist()) == set(range(9))  # every offset 0..8 drawn
-    assert len(set(map(tuple, offsets.tolist()))) > 50  # per image, not one offset for the batch
-    assert torch.equal(out, augment_flip_crop(images, torch.Generator().manual_seed(7)))
-    assert not torch.equal(out, augment_flip_crop(images, torch.Generator().manual_seed(8)))
-
-
-def test_augment_works_on_float_batches():
-    x = torch.rand(64, 3, 32, 32)
-    out = augment_flip_crop(x, torch.Generator().manual_seed(0))
-    assert out.dtype == torch.float32
-    zero_rows = (out == 0).all(dim=(1, 3))  # (B, H): padded rows are exactly zero
-    assert zero_rows.any() and not zero_rows.all()

@@ -17,8 +17,8 @@ import pytest
 import torch
 import torchvision.datasets.utils as tv_utils
 
-from scalinglab import datasets
-from scalinglab.errors import UserError
+from scalinglab.core.errors import UserError
+from scalinglab.datasets import image_data, sources
 
 PER_BATCH = 20
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -83,10 +83,10 @@ def fake_network(monkeypatch):
 def test_cifar_download_converts_once_and_loads(tmp_path, tiny_cifar, fake_network, monkeypatch):
     served, fetched = fake_network
     served[tiny_cifar["archive"].name] = tiny_cifar["archive"]
-    monkeypatch.setitem(datasets.CHECKSUMS, "cifar10", tiny_cifar["table"])
+    monkeypatch.setitem(sources.CHECKSUMS, "cifar10", tiny_cifar["table"])
     root = tmp_path / "resources" / "datasets"
 
-    data = datasets.load("cifar10", root)
+    data = sources.load("cifar10", root)
 
     assert fetched == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
     assert sorted(p.name for p in (root / "cifar10").iterdir()) == ["data.pt"]  # staging cleaned
@@ -106,7 +106,7 @@ def test_cifar_download_converts_once_and_loads(tmp_path, tiny_cifar, fake_netwo
     assert torch.allclose(data.mean.flatten().double(), expected_mean, atol=1e-6)
 
     # a second load reads data.pt and never touches the network
-    again = datasets.load("cifar10", root)
+    again = sources.load("cifar10", root)
     assert fetched == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
     assert again.meta["content_md5"] == data.meta["content_md5"]
 
@@ -115,11 +115,11 @@ def test_cifar_archive_checksum_mismatch_leaves_nothing(tmp_path, tiny_cifar, fa
     served, _ = fake_network
     served[tiny_cifar["archive"].name] = tiny_cifar["archive"]
     table = [("cifar-10-python.tar.gz", "0" * 32)] + tiny_cifar["table"][1:]
-    monkeypatch.setitem(datasets.CHECKSUMS, "cifar10", table)
+    monkeypatch.setitem(sources.CHECKSUMS, "cifar10", table)
     root = tmp_path / "datasets"
 
     with pytest.raises(UserError) as err:
-        datasets.load("cifar10", root)
+        sources.load("cifar10", root)
 
     message = str(err.value)
     assert "\n" not in message
@@ -132,18 +132,18 @@ def test_cifar_batch_checksum_mismatch_names_the_batch(tmp_path, tiny_cifar, fak
     served, _ = fake_network
     served[tiny_cifar["archive"].name] = tiny_cifar["archive"]
     table = [(f, "f" * 32 if f == "data_batch_2" else m) for f, m in tiny_cifar["table"]]
-    monkeypatch.setitem(datasets.CHECKSUMS, "cifar10", table)
+    monkeypatch.setitem(sources.CHECKSUMS, "cifar10", table)
 
     with pytest.raises(UserError, match=r"^cifar10: checksum mismatch for data_batch_2 "):
-        datasets.load("cifar10", tmp_path)
+        sources.load("cifar10", tmp_path)
     assert no_leftovers(tmp_path, "cifar10")
 
 
 def test_unreachable_download_is_one_line_error(tmp_path, tiny_cifar, fake_network, monkeypatch):
-    monkeypatch.setitem(datasets.CHECKSUMS, "cifar10", tiny_cifar["table"])  # nothing served
+    monkeypatch.setitem(sources.CHECKSUMS, "cifar10", tiny_cifar["table"])  # nothing served
 
     with pytest.raises(UserError) as err:
-        datasets.load("cifar10", tmp_path)
+        sources.load("cifar10", tmp_path)
 
     message = str(err.value)
     assert "\n" not in message and message.startswith("cifar10: download or read failed")
@@ -154,12 +154,12 @@ def test_unreachable_download_is_one_line_error(tmp_path, tiny_cifar, fake_netwo
 def test_cifar_from_local_archive_or_batches_matches_download(tmp_path, tiny_cifar, fake_network, monkeypatch):
     served, fetched = fake_network
     served[tiny_cifar["archive"].name] = tiny_cifar["archive"]
-    monkeypatch.setitem(datasets.CHECKSUMS, "cifar10", tiny_cifar["table"])
-    downloaded = datasets.load("cifar10", tmp_path / "a")
+    monkeypatch.setitem(sources.CHECKSUMS, "cifar10", tiny_cifar["table"])
+    downloaded = sources.load("cifar10", tmp_path / "a")
     served.clear()
 
-    from_archive = datasets.load("cifar10", tmp_path / "b", local_dir=tiny_cifar["archive"].parent)
-    from_batches = datasets.load("cifar10", tmp_path / "c", local_dir=tiny_cifar["batches"].parent)
+    from_archive = sources.load("cifar10", tmp_path / "b", local_dir=tiny_cifar["archive"].parent)
+    from_batches = sources.load("cifar10", tmp_path / "c", local_dir=tiny_cifar["batches"].parent)
 
     assert len(fetched) == 1  # only the first load went to the "network"
     assert from_archive.meta["content_md5"] == downloaded.meta["content_md5"]
@@ -169,12 +169,12 @@ def test_cifar_from_local_archive_or_batches_matches_download(tmp_path, tiny_cif
 
 
 def test_local_cifar_with_damaged_batch_is_refused(tmp_path, tiny_cifar, monkeypatch):
-    monkeypatch.setitem(datasets.CHECKSUMS, "cifar10", tiny_cifar["table"])
+    monkeypatch.setitem(sources.CHECKSUMS, "cifar10", tiny_cifar["table"])
     batch = tiny_cifar["batches"] / "test_batch"
     batch.write_bytes(batch.read_bytes()[:-1] + b"x")
 
     with pytest.raises(UserError, match=r"^cifar10: checksum mismatch for .*test_batch \(md5 [0-9a-f]{32}, expected"):
-        datasets.load("cifar10", tmp_path / "root", local_dir=tiny_cifar["batches"].parent)
+        sources.load("cifar10", tmp_path / "root", local_dir=tiny_cifar["batches"].parent)
     assert no_leftovers(tmp_path / "root", "cifar10")
 
 
@@ -206,9 +206,9 @@ def tiny_mnist(tmp_path):
 
 def test_idx_from_local_dir_and_mismatch(tmp_path, tiny_mnist, monkeypatch):
     folder, arrays, table = tiny_mnist
-    monkeypatch.setitem(datasets.CHECKSUMS, "mnist", table + [(f + ".gz", "0" * 32) for f, _ in table])
+    monkeypatch.setitem(sources.CHECKSUMS, "mnist", table + [(f + ".gz", "0" * 32) for f, _ in table])
 
-    data = datasets.load("mnist", tmp_path / "ok", local_dir=folder)
+    data = sources.load("mnist", tmp_path / "ok", local_dir=folder)
 
     assert data.train_x.shape == (30, 1, 28, 28) and data.test_x.shape == (10, 1, 28, 28)
     assert torch.equal(data.train_x[:, 0], torch.from_numpy(arrays["train-images-idx3-ubyte"]))
@@ -216,7 +216,7 @@ def test_idx_from_local_dir_and_mismatch(tmp_path, tiny_mnist, monkeypatch):
 
     (folder / "t10k-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01\0\0\0\x0a" + bytes(range(9, -1, -1)))
     with pytest.raises(UserError, match=r"^mnist: checksum mismatch for .*t10k-labels-idx1-ubyte \(md5 of its content"):
-        datasets.load("mnist", tmp_path / "bad", local_dir=folder)
+        sources.load("mnist", tmp_path / "bad", local_dir=folder)
     assert no_leftovers(tmp_path / "bad", "mnist")
 
 
@@ -230,9 +230,9 @@ def test_mnist_download_verifies_archives_and_content(tmp_path, tiny_mnist, fake
         write_idx(gz, arrays[file], compress=True)
         served[gz.name] = gz
         gz_table.append((gz.name, md5(gz)))
-    monkeypatch.setitem(datasets.CHECKSUMS, "mnist", gz_table + table)
+    monkeypatch.setitem(sources.CHECKSUMS, "mnist", gz_table + table)
 
-    data = datasets.load("mnist", tmp_path / "root")
+    data = sources.load("mnist", tmp_path / "root")
 
     assert len(fetched) == 4 and all(url.startswith("https://ossci-datasets") for url in fetched)
     assert torch.equal(data.test_x[:, 0], torch.from_numpy(arrays["t10k-images-idx3-ubyte"]))
@@ -245,7 +245,7 @@ def test_mnist_download_verifies_archives_and_content(tmp_path, tiny_mnist, fake
     "(apt-get install dataset-fashion-mnist puts the IDX .gz files in /usr/share/datasets/fashion-mnist)",
 )
 def test_fashion_mnist_from_debian_package(tmp_path):
-    data = datasets.load("fashion-mnist", tmp_path)  # found through SYSTEM_DIRS, no download
+    data = sources.load("fashion-mnist", tmp_path)  # found through SYSTEM_DIRS, no download
 
     assert data.meta["source"] == f"local:{FASHION_DIR}"
     assert data.train_x.shape == (60000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)
@@ -260,7 +260,7 @@ def test_fashion_mnist_from_debian_package(tmp_path):
 def test_digits_conversion_and_split(tmp_path):
     from sklearn.datasets import load_digits
 
-    data = datasets.load("digits", tmp_path)
+    data = sources.load("digits", tmp_path)
     images = load_digits().images
 
     assert data.train_x.dtype == torch.uint8 and data.shape == (1, 8, 8)
@@ -282,49 +282,49 @@ def test_subset_is_stratified_nested_and_seeded():
     for seed in range(3):
         previous = set()
         for size in range(5, 650, 15):
-            idx = datasets.subset_indices(labels, size, seed=seed)
+            idx = image_data.subset_indices(labels, size, seed=seed)
             assert len(idx) == size and len(set(idx.tolist())) == size
             share = labels[idx].bincount(minlength=12).double()
             assert torch.all((share - size * counts / counts.sum()).abs() < 1.0)  # proportional to within one
             assert previous <= set(idx.tolist())  # nested: a larger subset contains the smaller
             previous = set(idx.tolist())
-    first = datasets.subset_indices(labels, 100, seed=3)
-    assert torch.equal(first, datasets.subset_indices(labels, 100, seed=3))
-    assert not torch.equal(first, datasets.subset_indices(labels, 100, seed=4))
+    first = image_data.subset_indices(labels, 100, seed=3)
+    assert torch.equal(first, image_data.subset_indices(labels, 100, seed=3))
+    assert not torch.equal(first, image_data.subset_indices(labels, 100, seed=4))
     with pytest.raises(UserError, match="outside 1..650"):
-        datasets.subset_indices(labels, 651, seed=0)
+        image_data.subset_indices(labels, 651, seed=0)
 
 
 def test_subset_keeps_test_set_and_statistics(tmp_path):
-    data = datasets.load("digits", tmp_path)
-    part = datasets.subset(data, 50, seed=0)
+    data = sources.load("digits", tmp_path)
+    part = image_data.subset(data, 50, seed=0)
     assert part.n_train == 50 and torch.equal(part.test_x, data.test_x)
     assert torch.equal(part.mean, data.mean) and part.meta["subset_size"] == 50
-    idx = datasets.subset_indices(data.train_y, 50, seed=0)
+    idx = image_data.subset_indices(data.train_y, 50, seed=0)
     assert torch.equal(part.train_x, data.train_x[idx])
 
 
 def test_to_float_normalises_uint8_and_passes_floats():
     x = torch.tensor([[[[0, 255]], [[51, 102]]]], dtype=torch.uint8)  # (1, 2, 1, 2)
-    out = datasets.to_float(x, [0.5, 0.2], [0.25, 0.1], device="cpu")
+    out = image_data.to_float(x, [0.5, 0.2], [0.25, 0.1], device="cpu")
     expected = torch.tensor([[[[-2.0, 2.0]], [[0.0, 2.0]]]])
     assert out.dtype == torch.float32 and torch.allclose(out, expected, atol=1e-6)
     signal = torch.tensor([[[1.0, 3.0]]])  # mnist1d-like (N, 1, L) float: no /255
     mean1d, std1d = torch.tensor([[1.0]]), torch.tensor([[2.0]])
-    assert torch.allclose(datasets.to_float(signal, mean1d, std1d), torch.tensor([[[0.0, 1.0]]]))
+    assert torch.allclose(image_data.to_float(signal, mean1d, std1d), torch.tensor([[[0.0, 1.0]]]))
 
 
 def test_mnist1d_missing_package_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "mnist1d", None)  # makes `import mnist1d` fail
     with pytest.raises(UserError, match=r"^mnist1d: the mnist1d package is not installed; run `pip install mnist1d`"):
-        datasets.load("mnist1d", tmp_path)
+        sources.load("mnist1d", tmp_path)
     assert no_leftovers(tmp_path, "mnist1d")
 
 
 def test_mnist1d_generated_as_float32(tmp_path):
     pytest.importorskip("mnist1d", reason="optional package mnist1d not installed")
     state = np.random.get_state()[1].copy()
-    data = datasets.load("mnist1d", tmp_path)
+    data = sources.load("mnist1d", tmp_path)
     assert np.array_equal(np.random.get_state()[1], state)  # the caller's numpy RNG is untouched
     assert data.train_x.dtype == torch.float32 and data.train_x.shape == (4000, 1, 40)
     assert data.test_x.shape == (1000, 1, 40) and data.n_classes == 10
@@ -333,18 +333,18 @@ def test_mnist1d_generated_as_float32(tmp_path):
 
 def test_bad_names_and_damaged_files(tmp_path):
     with pytest.raises(UserError, match="unknown dataset 'svhn'; choose one of cifar10, cifar100"):
-        datasets.load("svhn", tmp_path)
-    assert datasets.dataset_path("CIFAR-10", tmp_path) == tmp_path / "cifar10" / "data.pt"
-    path = datasets.dataset_path("digits", tmp_path)
+        sources.load("svhn", tmp_path)
+    assert sources.dataset_path("CIFAR-10", tmp_path) == tmp_path / "cifar10" / "data.pt"
+    path = sources.dataset_path("digits", tmp_path)
     path.parent.mkdir()
     path.write_bytes(b"not a torch file")
     with pytest.raises(UserError, match=r"cannot read it .*delete it and rerun to rebuild it$"):
-        datasets.load("digits", tmp_path)
+        sources.load("digits", tmp_path)
     with pytest.raises(UserError, match="local directory .* does not exist"):
-        datasets.load("cifar100", tmp_path, local_dir=tmp_path / "nowhere")
+        sources.load("cifar100", tmp_path, local_dir=tmp_path / "nowhere")
     with pytest.raises(UserError, match="downloads are off"):
-        datasets.load("cifar100", tmp_path, download=False)
+        sources.load("cifar100", tmp_path, download=False)
     with pytest.raises(UserError, match=r"cifar100/data.pt: no prepared dataset there; run the prepare_dataset rule"):
-        datasets.read(datasets.dataset_path("cifar100", tmp_path))
+        image_data.read(sources.dataset_path("cifar100", tmp_path))
     with pytest.raises(UserError, match=r"cannot read it .*delete it and rerun to rebuild it$"):
-        datasets.read(path)
+        image_data.read(path)

@@ -9,16 +9,19 @@ import pandas as pd
 import pytest
 import torch
 
-from scalinglab import datasets, deepnets, deepnets_stage
-from scalinglab.implicit_bias import analyse
-from scalinglab.spectral import layer_matrices
+from scalinglab.datasets import sources
+from scalinglab.deep_nets import models as deep_nets_models
+from scalinglab.deep_nets import stage as deepnets_stage
+from scalinglab.deep_nets import training as deepnets
+from scalinglab.deep_nets.spectral import layer_matrices
+from scalinglab.laws.implicit_bias.analysis import analyse
 
 SMALL = {"cnn": dict(width=4), "resnet": dict(width=4, depth=1), "vit": dict(width=32, depth=1)}
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    return datasets.load("digits", tmp_path_factory.mktemp("data"))
+    return sources.load("digits", tmp_path_factory.mktemp("data"))
 
 
 def svd_log_complexity(matrices) -> float:
@@ -51,12 +54,12 @@ def expected_matrices(net, model):
     return out + [net.head.weight]
 
 
-@pytest.mark.parametrize("model", deepnets.FAMILIES)
+@pytest.mark.parametrize("model", deep_nets_models.FAMILIES)
 @pytest.mark.parametrize(
     "shape,classes", [((1, 28, 28), 10), ((3, 32, 32), 100), ((1, 8, 8), 10)], ids=["mnist", "cifar100", "digits"]
 )
 def test_each_family_builds_on_any_image_shape(model, shape, classes):
-    net = deepnets.build(model, shape, classes, seed=0, **SMALL[model])
+    net = deep_nets_models.build(model, shape, classes, seed=0, **SMALL[model])
     with torch.no_grad():
         out = net(torch.randn(3, *shape))
     assert out.shape == (3, classes) and torch.isfinite(out).all()
@@ -69,16 +72,18 @@ def test_each_family_builds_on_any_image_shape(model, shape, classes):
 
 def test_families_default_to_the_authors_sizes():
     # CNNClassifier(conv_channels [1, 32, 64, 128], pool_every 2, mlp [512, 10]) on MNIST
-    cnn = deepnets.build("cnn", (1, 28, 28), 10)
+    cnn = deep_nets_models.build("cnn", (1, 28, 28), 10)
     assert [m.out_channels for m in cnn.features if isinstance(m, torch.nn.Conv2d)] == [32, 64, 128]
     assert cnn.classifier[1].in_features == 128 * 14 * 14 and cnn.classifier[1].out_features == 512
-    resnet = deepnets.build("resnet", (3, 32, 32), 10)  # ResNet-18 layout: 8 BasicBlocks, widths 64...512
+    resnet = deep_nets_models.build("resnet", (3, 32, 32), 10)  # ResNet-18 layout: 8 BasicBlocks, widths 64...512
     assert len(resnet.blocks) == 8 and resnet.fc.in_features == 512
-    vit = deepnets.build("vit", (1, 28, 28), 10)  # their MNIST ViT: 7-pixel patches, 128 wide, 4 blocks, 4 heads
+    vit = deep_nets_models.build(
+        "vit", (1, 28, 28), 10
+    )  # their MNIST ViT: 7-pixel patches, 128 wide, 4 blocks, 4 heads
     assert vit.patch.kernel_size == (7, 7) and len(vit.blocks) == 4 and vit.blocks[0].attn.num_heads == 4
 
 
-@pytest.mark.parametrize("model", deepnets.FAMILIES)
+@pytest.mark.parametrize("model", deep_nets_models.FAMILIES)
 def test_logged_spectral_complexity_equals_svd_computation(digits, model):
     direct = {}
 
@@ -193,17 +198,17 @@ def test_divergence_is_marked(digits):
 
 
 def test_bad_input_is_one_line(digits):
-    from scalinglab.errors import UserError
+    from scalinglab.core.errors import UserError
 
     with pytest.raises(UserError, match="unknown model family"):
-        deepnets.build("mlp", (1, 8, 8), 10)
+        deep_nets_models.build("mlp", (1, 8, 8), 10)
     with pytest.raises(UserError, match="P = 5000"):
         deepnets.train_runs(digits, model="cnn", P=5000, seeds=[0], epochs=1)
 
 
 def test_stage_writes_cells_fits_and_the_gamma_table(digits, tmp_path, sweep):
-    data_path = datasets.dataset_path("digits", tmp_path / "data")
-    datasets.prepare("digits", tmp_path / "data")
+    data_path = sources.dataset_path("digits", tmp_path / "data")
+    sources.prepare("digits", tmp_path / "data")
     settings = {"epochs": 2, "batch": 128, "lr": 1e-3, "width": 2, "depth": None, "n_logs": 3, "test_size": 100}
     cells = [tmp_path / f"seed~{s}.parquet" for s in (0, 1)]
     checkpoint = tmp_path / "cell.pt"  # saved after every epoch, removed once the cells are written

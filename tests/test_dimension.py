@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from scalinglab.cli import main
-from scalinglab.dimension import MLE, TwoNN, estimate, knn_distances
-from scalinglab.teacher import Teacher
+from scalinglab.cli.main import main
+from scalinglab.dimension.estimators import MLE, TwoNN, estimate
+from scalinglab.dimension.knn import knn_distances
+from scalinglab.teacher_student.teacher import Teacher
 
 
 def brute_force_knn(X: np.ndarray, k: int) -> np.ndarray:
@@ -91,10 +92,10 @@ def test_pruned_knn_equals_brute_force_on_a_manifold():
 def test_pruned_knn_on_isotropic_gaussian_is_exact_and_auto_does_not_prune(monkeypatch):
     """A flat spectrum: the bound rules out almost nothing. Forced pruning must still be exact (its
     rows fall back to full rows of matmul); "auto" must see from its sample that pruning does not pay."""
-    import scalinglab.dimension as dimension
+    import scalinglab.dimension.pruning as pruning
 
-    monkeypatch.setattr(dimension, "PRUNE_MIN_POINTS", 0)
-    monkeypatch.setattr(dimension, "PRUNE_DIMS", 16)
+    monkeypatch.setattr(pruning, "PRUNE_MIN_POINTS", 0)
+    monkeypatch.setattr(pruning, "PRUNE_DIMS", 16)
     X = np.random.default_rng(13).normal(size=(1_200, 128)).astype(np.float32)
     info = {}
     np.testing.assert_allclose(knn_distances(X, 10, method="pruned", info=info), brute_force_knn(X, 10), rtol=5e-5)
@@ -104,7 +105,7 @@ def test_pruned_knn_on_isotropic_gaussian_is_exact_and_auto_does_not_prune(monke
     assert info["method"] == "full" and info["predicted_cost_ratio"] > 0.5 and info["pair_fraction"] == 1.0
     # A manifold is pruned, once gathered pairs are made as cheap as a matmul's (on 1,200 points the
     # real GATHER_COST rightly keeps the full pass; the benchmark's 50,000 points are pruned).
-    monkeypatch.setattr(dimension, "GATHER_COST", 1)
+    monkeypatch.setattr(pruning, "GATHER_COST", 1)
     M = fourier_manifold(1_200, 3, 128, seed=14)
     info = {}
     np.testing.assert_allclose(knn_distances(M, 10, info=info), brute_force_knn(M, 10), rtol=5e-5)

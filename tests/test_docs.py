@@ -19,7 +19,7 @@ def schema_keys(schema: dict, prefix: str = "") -> list[str]:
 
 
 def test_readme_documents_every_config_key():
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    schema = yaml.safe_load((REPO / "src" / "scalinglab" / "core" / "schema.yaml").read_text())
     readme = (REPO / "README.md").read_text()
     documented = set(re.findall(r"^\| `([\w.]+)` \|", readme, flags=re.M))
     missing = [

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from scalinglab.engine import BatchSource, MLPEnsemble, Trainer, student_param_count, train
-from scalinglab.schedules import Schedule, log_spaced_steps, onecycle_lr
-from scalinglab.teacher import Teacher
+from scalinglab.teacher_student.schedules import Schedule, log_spaced_steps, onecycle_lr
+from scalinglab.teacher_student.teacher import Teacher
+from scalinglab.teacher_student.training import BatchSource, MLPEnsemble, Trainer, student_param_count, train
 
 W, N_HIDDEN, BATCH = 9, 24, 64
 

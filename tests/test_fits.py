@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab import fits
-from scalinglab.cli import main
-from scalinglab.errors import UserError
+from scalinglab.cli.filters import parse_filters
+from scalinglab.cli.main import main
+from scalinglab.core.errors import UserError
+from scalinglab.laws import power_law as fits
+from scalinglab.laws.inputs import select_epochs
 
 SIZES = np.array([100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000])
 
@@ -140,38 +142,38 @@ def epochs_table():
 
 
 def test_epoch_rule_final_takes_each_runs_last_epoch():
-    chosen = fits.select_epochs(epochs_table(), "loss", ["N", "seed"], epoch="epoch", rule="final")
+    chosen = select_epochs(epochs_table(), "loss", ["N", "seed"], epoch="epoch", rule="final")
     assert chosen[["seed", "epoch", "loss"]].values.tolist() == [[0, 2, 1.0], [1, 2, 0.9]]
 
 
 def test_epoch_rule_best_takes_minimum_or_maximum():
-    best = fits.select_epochs(epochs_table(), "loss", ["N", "seed"], rule="best")
+    best = select_epochs(epochs_table(), "loss", ["N", "seed"], rule="best")
     assert best[["seed", "epoch", "loss"]].values.tolist() == [[0, 2, 1.0], [1, 1, 0.5]]
-    most = fits.select_epochs(epochs_table(), "loss", ["N", "seed"], rule="best", maximize=True)
+    most = select_epochs(epochs_table(), "loss", ["N", "seed"], rule="best", maximize=True)
     assert most[["seed", "epoch", "loss"]].values.tolist() == [[0, 0, 3.0], [1, 0, 4.0]]
 
 
 def test_epoch_rule_best_keeps_a_nan_run_so_the_fit_reports_it():
     table = epochs_table()
     table.loc[table["seed"] == 1, "loss"] = np.nan
-    best = fits.select_epochs(table, "loss", ["N", "seed"], rule="best")
+    best = select_epochs(table, "loss", ["N", "seed"], rule="best")
     assert len(best) == 2 and best["loss"].isna().sum() == 1
 
 
 def test_epoch_rule_all_keeps_every_row():
     table = epochs_table()
-    assert len(fits.select_epochs(table, "loss", ["N", "seed"], rule="all")) == len(table)
+    assert len(select_epochs(table, "loss", ["N", "seed"], rule="all")) == len(table)
 
 
 def test_epoch_rule_errors():
     table = epochs_table()
     with pytest.raises(UserError, match="needs the epoch column"):
-        fits.select_epochs(table, "loss", ["N", "seed"], rule="final")
+        select_epochs(table, "loss", ["N", "seed"], rule="final")
     with pytest.raises(UserError, match="unknown epoch rule 'last'"):
-        fits.select_epochs(table, "loss", ["N", "seed"], epoch="epoch", rule="last")
+        select_epochs(table, "loss", ["N", "seed"], epoch="epoch", rule="last")
     # Leaving seed out of the run columns makes two runs look like one: refuse rather than mix them.
     with pytest.raises(UserError, match="add the column that tells those runs apart"):
-        fits.select_epochs(table, "loss", ["N"], epoch="epoch", rule="final")
+        select_epochs(table, "loss", ["N"], epoch="epoch", rule="final")
 
 
 # ------------------------------------------------------------------ diagnostics
@@ -336,11 +338,11 @@ def test_parse_filters_converts_to_column_types():
             "aug": [True, False, True],
         }
     )
-    assert fits.parse_filters(["d=4"], frame).index.tolist() == [1, 2]
-    assert fits.parse_filters(["lr=1e-3", "opt=adam"], frame).index.tolist() == [2]
-    assert fits.parse_filters(["P=inf"], frame).index.tolist() == [0, 2]
-    assert fits.parse_filters(["aug=false"], frame).index.tolist() == [1]
-    assert fits.parse_filters([], frame).equals(frame)
+    assert parse_filters(["d=4"], frame).index.tolist() == [1, 2]
+    assert parse_filters(["lr=1e-3", "opt=adam"], frame).index.tolist() == [2]
+    assert parse_filters(["P=inf"], frame).index.tolist() == [0, 2]
+    assert parse_filters(["aug=false"], frame).index.tolist() == [1]
+    assert parse_filters([], frame).equals(frame)
     for bad, pattern in [
         ("d", "not COL=VALUE"),
         ("width=3", "no column 'width'"),
@@ -350,7 +352,7 @@ def test_parse_filters_converts_to_column_types():
         ("d=3", "matches no rows; 'd' holds: 2, 4"),
     ]:
         with pytest.raises(UserError, match=pattern):
-            fits.parse_filters([bad], frame)
+            parse_filters([bad], frame)
 
 
 # ------------------------------------------------------------------ the CLI
@@ -508,7 +510,7 @@ def test_cli_joint_law_calls_scalinglab_joint(tmp_path, capsys, monkeypatch):
         calls.append((len(frame), kwargs))
         return Result()
 
-    monkeypatch.setitem(sys.modules, "scalinglab.joint", types.SimpleNamespace(fit_joint=fit_joint))
+    monkeypatch.setitem(sys.modules, "scalinglab.laws.joint.fit", types.SimpleNamespace(fit_joint=fit_joint))
     frame, path = cli_table(tmp_path, "csv")
     frame = frame.assign(P=frame["d"] * 100)
     frame.to_csv(path, index=False)
@@ -543,6 +545,3 @@ def test_cli_joint_law_calls_scalinglab_joint(tmp_path, capsys, monkeypatch):
         (80, {"n": "N", "p": "P", "y": "loss", "method": "chinchilla", "bootstrap": 10, "cluster": ["seed"], "seed": 3})
     ]
 
-    monkeypatch.setitem(sys.modules, "scalinglab.joint", None)  # as if the module were absent
-    assert main(["fit", str(path), "--law", "joint", "--n", "N", "--p", "P", "--y", "loss"]) == 2
-    assert "the joint law needs scalinglab.joint" in capsys.readouterr().err

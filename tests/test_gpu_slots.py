@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from scalinglab.gpu_slots import gpu_slot, scheduler_assigned
+from scalinglab.core.devices import gpu_slot, scheduler_assigned
 
 
 def _hold(lock_dir, n_devices, hold, queue):

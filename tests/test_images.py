@@ -11,11 +11,14 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from scalinglab import datasets, images
-from scalinglab.convnet import ConvNet, param_count
-from scalinglab.datasets import ImageData
-from scalinglab.errors import UserError
-from scalinglab.seeding import derive_seed
+from scalinglab.core.errors import UserError
+from scalinglab.core.seeding import derive_seed
+from scalinglab.datasets import image_data, sources
+from scalinglab.images import batches
+from scalinglab.images import training as images
+from scalinglab.images.batches import BatchStream
+from scalinglab.images.convnet import ConvNet, param_count
+from scalinglab.sources.prepare import ImageData
 
 # Fast enough settings for digits (1,438 training images): 45 steps per epoch.
 FAST = dict(batch=32, lr=3e-3, augment="crop", device="cpu")
@@ -23,7 +26,7 @@ FAST = dict(batch=32, lr=3e-3, augment="crop", device="cpu")
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory) -> ImageData:
-    return datasets.load("digits", tmp_path_factory.mktemp("datasets"))
+    return sources.load("digits", tmp_path_factory.mktemp("datasets"))
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +37,13 @@ def trained(digits) -> pd.DataFrame:
 def test_the_family_needs_12_pixels_so_digits_are_upsampled_to_16(digits):
     with pytest.raises(UserError, match="at least 12"):
         ConvNet(2, (1, 8, 8))
-    up = images.upsample_small(digits)
+    up = batches.upsample_small(digits)
     assert up.shape == (1, 16, 16) and up.train_x.dtype == torch.uint8
     for dy in (0, 1):  # every pixel became a 2×2 block
         for dx in (0, 1):
             assert torch.equal(up.train_x[:, :, dy::2, dx::2], digits.train_x)
             assert torch.equal(up.test_x[:, :, dy::2, dx::2], digits.test_x)
-    assert images.default_padding(up) == 2
+    assert batches.default_padding(up) == 2
     big = ImageData(
         "x",
         torch.zeros(2, 3, 32, 32, dtype=torch.uint8),
@@ -50,10 +53,10 @@ def test_the_family_needs_12_pixels_so_digits_are_upsampled_to_16(digits):
         ["a"],
         {},
     )
-    assert images.upsample_small(big) is big and images.default_padding(big) == 4
+    assert batches.upsample_small(big) is big and batches.default_padding(big) == 4
     series = ImageData("s", torch.zeros(2, 1, 40), torch.zeros(2), torch.zeros(1, 1, 40), torch.zeros(1), ["a"], {})
     with pytest.raises(UserError, match="needs images"):
-        images.upsample_small(series)
+        batches.upsample_small(series)
 
 
 def test_training_on_digits_learns(trained, digits):
@@ -128,16 +131,16 @@ def test_interrupted_training_resumes_from_its_checkpoint_with_identical_numbers
 
 def test_each_epoch_sees_exactly_the_P_subset(digits, monkeypatch):
     seen = []
-    batch = images.DeviceData.batch
+    batch = batches.DeviceData.batch
 
     def spy(self, index, *args):
         seen.append(index.clone())
         return batch(self, index, *args)
 
-    monkeypatch.setattr(images.DeviceData, "batch", spy)
+    monkeypatch.setattr(batches.DeviceData, "batch", spy)
     frame = images.train_cells(digits, widths=[2], seeds=[3], P=200, epochs=2, **FAST)
     assert list(frame["P"]) == [200, 200] and list(frame["samples"]) == [200, 400]
-    subset = datasets.subset_indices(digits.train_y, 200, derive_seed("image-subset", "digits", 3))
+    subset = image_data.subset_indices(digits.train_y, 200, derive_seed("image-subset", "digits", 3))
     sizes = [len(i) for i in seen]
     assert sizes == [32] * 6 + [8] + [32] * 6 + [8]  # the last partial batch is kept, as DataLoader does
     first, second = torch.cat(seen[:7]), torch.cat(seen[7:])
@@ -158,7 +161,7 @@ def test_ensemble_path_matches_separate_models(digits):
 def test_evaluation_in_either_layout_and_any_chunking_gives_the_full_test_loss(digits):
     """A CPU evaluates narrow models in NCHW (a copy; training stays channels_last) in chunks of 256:
     the same summed loss and hit count as one plain forward over the whole test set, up to rounding."""
-    data = images.DeviceData.build(images.upsample_small(digits), torch.device("cpu"), torch.channels_last)
+    data = batches.DeviceData.build(batches.upsample_small(digits), torch.device("cpu"), torch.channels_last)
     model = ConvNet.create(3, tuple(data.train_x.shape[1:]), 10, seed=2).to(memory_format=torch.channels_last)
     with torch.no_grad():
         logits = model(data.test_x)
@@ -183,14 +186,33 @@ def test_flip_crop_matches_torchvision_and_keeps_shapes():
         flip = torch.rand(7, generator=gen) < 0.5
         shift = torch.randint(0, 2 * padding + 1, (2, 7), generator=gen)
         for flips in (flip, None):
-            out = images.flip_crop(x, flips, shift, padding)
+            out = batches.flip_crop(x, flips, shift, padding)
             assert out.shape == x.shape and out.dtype == torch.uint8
             for i in range(7):
                 img = TF.hflip(x[i]) if flips is not None and flips[i] else x[i]
                 ref = TF.crop(TF.pad(img, padding), int(shift[0, i]), int(shift[1, i]), *shape[1:])
                 assert torch.equal(out[i], ref), (shape, i)
-    centred = images.flip_crop(x, torch.ones(7, dtype=torch.bool), torch.full((2, 7), 4), 4)
+    centred = batches.flip_crop(x, torch.ones(7, dtype=torch.bool), torch.full((2, 7), 4), 4)
     assert torch.equal(centred, x.flip(-1))
+
+
+def test_batch_stream_draws_a_permutation_a_flip_and_a_crop_per_image():
+    images_u8 = torch.randint(1, 256, (200, 3, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    order, flip, shift = BatchStream(torch.arange(200), seed=7, padding=4).epoch()
+    assert sorted(order.tolist()) == list(range(200))  # every training example once per epoch
+    # 200 images: flips ~ Binomial(200, 1/2), sd 7.1, so 100 ± 30 fails by chance with p < 1e-4
+    assert 70 <= int(flip.sum()) <= 130
+    assert set(shift.flatten().tolist()) == set(range(9))  # every offset 0..8 drawn
+    assert len(set(map(tuple, shift.T.tolist()))) > 50  # per image, not one offset for the batch
+    again = BatchStream(torch.arange(200), seed=7, padding=4).epoch()
+    other = BatchStream(torch.arange(200), seed=8, padding=4).epoch()
+    assert all(torch.equal(a, b) for a, b in zip((order, flip, shift), again))
+    assert not torch.equal(order, other[0]) and not torch.equal(shift, other[2])
+    # the augmented batch is each image mirrored where drawn and cropped at its drawn offset
+    out = batches.flip_crop(images_u8[order], flip, shift, 4)
+    for i in range(0, 200, 17):
+        padded = F.pad(images_u8[order[i]].flip(-1) if flip[i] else images_u8[order[i]], (4,) * 4)
+        assert torch.equal(out[i], padded[:, shift[0, i] : shift[0, i] + 12, shift[1, i] : shift[1, i] + 12])
 
 
 def test_fast_forward_equals_convnet():

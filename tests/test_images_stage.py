@@ -13,9 +13,11 @@ import yaml
 from test_datasets import fake_network, tiny_cifar  # noqa: F401  (fixtures)
 from workflow_helpers import REPO, planned_jobs
 
-from scalinglab import datasets, dimension_stage, images_stage
-from scalinglab.convnet import param_count
-from scalinglab.errors import UserError
+from scalinglab.core.errors import UserError
+from scalinglab.datasets import sources
+from scalinglab.dimension import stage as dimension_stage
+from scalinglab.images import stage as images_stage
+from scalinglab.images.convnet import param_count
 
 LOSS_SLOPE, ACC_SLOPE = -0.4, 0.05
 SIZES = np.geomspace(1e3, 1e5, 8).round()
@@ -108,9 +110,9 @@ def test_fit_writes_table_json_caption_and_figures(tmp_path):
 
 
 def test_cifar10_end_to_end_on_a_fabricated_archive(tmp_path, tiny_cifar, monkeypatch):  # noqa: F811
-    monkeypatch.setitem(datasets.CHECKSUMS, "cifar10", tiny_cifar["table"])
+    monkeypatch.setitem(sources.CHECKSUMS, "cifar10", tiny_cifar["table"])
     root = tmp_path / "resources" / "datasets"
-    data_path = datasets.prepare("cifar10", root, local_dir=tiny_cifar["archive"].parent, download=False)
+    data_path = sources.prepare("cifar10", root, local_dir=tiny_cifar["archive"].parent, download=False)
     cells = {}
     for width in (1, 2):
         paths = [tmp_path / f"c{width}_s{seed}.parquet" for seed in (0, 1)]
@@ -145,7 +147,7 @@ def test_cifar10_end_to_end_on_a_fabricated_archive(tmp_path, tiny_cifar, monkey
 
 
 def test_image_datasets_in_the_dimension_stage(tmp_path):
-    data_path = datasets.prepare("digits", tmp_path / "datasets")
+    data_path = sources.prepare("digits", tmp_path / "datasets")
     frame = dimension_stage.estimate_images(
         data_path,
         dataset="digits",

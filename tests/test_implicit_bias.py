@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.cli import main
-from scalinglab.errors import UserError
-from scalinglab.implicit_bias import analyse, fit_line
+from scalinglab.cli.main import main
+from scalinglab.core.errors import UserError
+from scalinglab.laws.implicit_bias.analysis import analyse, fit_line
 
 G1, G2, K1, K2, BETA = 0.4, 0.8, 0.9, 0.05, 1.0
 PS = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000]
@@ -156,7 +156,7 @@ def test_window_outside_the_data_is_a_user_error():
 
 @pytest.fixture(scope="module")
 def sweep_table(tmp_path_factory):
-    from scalinglab.perceptron import sweep
+    from scalinglab.perceptron.fixed_norm import sweep
 
     table = sweep(60, [4.0, 8.0, 16.0], lambda a: np.geomspace(0.05, 3 * a, 30), seeds=[0, 1])
     path = tmp_path_factory.mktemp("sweep") / "perceptron.parquet"

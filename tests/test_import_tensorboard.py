@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("tensorboard")
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
-from scalinglab import tensorboard_import  # noqa: E402
-from scalinglab.cli import main  # noqa: E402
-from scalinglab.errors import UserError  # noqa: E402
+from scalinglab.cli import tensorboard_events as tensorboard_import  # noqa: E402
+from scalinglab.cli.main import main  # noqa: E402
+from scalinglab.core.errors import UserError  # noqa: E402
 
 SIZES = [1000, 2512, 6310, 15849, 39811, 100000]  # 10^3 .. 10^5, evenly spaced in log N
 SEEDS = [0, 1, 2]

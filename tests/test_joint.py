@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from scalinglab.broken_power_law import BrokenPowerLawFit, fit_broken_power_law
-from scalinglab.errors import UserError
-from scalinglab.frontier import allocation_exponents, compute_optimal, empirical_frontier
-from scalinglab.joint import fit_joint
-from scalinglab.joint_vpro import nnls3
+from scalinglab.core.errors import UserError
+from scalinglab.laws.broken_power_law import BrokenPowerLawFit, fit_broken_power_law
+from scalinglab.laws.joint.fit import fit_joint
+from scalinglab.laws.joint.frontier import allocation_exponents, compute_optimal, empirical_frontier
+from scalinglab.laws.joint.vpro import nnls3
 
 # Chinchilla-like exponents (Hoffmann et al.: alpha 0.34, beta 0.28); E, A, B scaled to sizes of
 # 1e3..1e6 so that each of the three terms matters somewhere on the grid.
@@ -142,7 +142,7 @@ def test_cluster_bootstrap_resamples_clusters_not_rows():
 def test_cli_joint_fit_clusters_by_the_run_columns(tmp_path, capsys):
     """`scalinglab fit --law joint --run seed N` on a CSV, the real fit underneath: the clusters are the
     (seed, N) combinations, and the exponents come back near the truth with CIs that hold them."""
-    from scalinglab.cli import main
+    from scalinglab.cli.main import main
 
     path = tmp_path / "runs.csv"
     synthetic(0.02, seed=4, seeds=3).to_csv(path, index=False)

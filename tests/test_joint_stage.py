@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.joint_stage import add_compute, fit_and_plot
+from scalinglab.joint.stage import add_compute, fit_and_plot
 
 TRUE = {"E": 0.02, "A": 3.0, "B": 8.0, "alpha": 0.6, "beta": 0.45}
 PASSES = 20

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.errors import UserError
-from scalinglab.random_features import INF, Spectrum, fit_exponents, gd_steps, simulate, sweep, theory_curve
+from scalinglab.core.errors import UserError
+from scalinglab.random_features.model import INF, Spectrum, fit_exponents, gd_steps, simulate, sweep, theory_curve
 
 
 def test_closed_form_gd_matches_the_plain_iteration():

@@ -20,7 +20,7 @@ def small_config() -> dict:
     (found from the schema, so a stage added later does not slip in)."""
     config = tiny_config()
     config["teacher_student"].update(widths=[4, 8])
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    schema = yaml.safe_load((REPO / "src" / "scalinglab" / "core" / "schema.yaml").read_text())
     for section, spec in schema["properties"].items():
         if "enabled" in spec.get("properties", {}) and section not in ("teacher_student", "dimension", "perceptron"):
             config[section] = {**config.get(section, {}), "enabled": False}

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from scalinglab.spectral import layer_matrices, power_iteration, spectral_complexity
+from scalinglab.deep_nets.spectral import layer_matrices, power_iteration, spectral_complexity
 
 REL = 1e-4
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from scalinglab.teacher import Teacher
+from scalinglab.teacher_student.teacher import Teacher
 
 
 def test_layers_and_weight_scale_follow_the_seed():

@@ -4,8 +4,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from scalinglab.config import format_train_size, only_named_stages, validate
-from scalinglab.errors import UserError
+from scalinglab.core.config import format_train_size, only_named_stages, validate
+from scalinglab.core.errors import UserError
 
 try:
     if workflow.overwrite_configfiles:  # a --configfile (preset) replaces the default: it names its stages

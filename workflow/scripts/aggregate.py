@@ -1,4 +1,4 @@
-from scalinglab.io import concat_parquet
-from scalinglab.scripting import run
+from scalinglab.core.io import concat_parquet
+from scalinglab.core.scripting import run
 
 run(snakemake, concat_parquet, list(snakemake.input), snakemake.output[0])

@@ -1,4 +1,4 @@
-from scalinglab.dimension_stage import aggregate_and_plot
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.dimension.stage import aggregate_and_plot
 
 run(snakemake, aggregate_and_plot, list(snakemake.input), snakemake.output.table, snakemake.output.figure)

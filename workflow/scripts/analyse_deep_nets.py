@@ -1,5 +1,5 @@
-from scalinglab.deepnets_stage import analyse_pair
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.deep_nets.stage import analyse_pair
 
 p, wc, out = snakemake.params, snakemake.wildcards, snakemake.output
 run(

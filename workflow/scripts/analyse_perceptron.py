@@ -1,5 +1,5 @@
-from scalinglab.perceptron_stage import analyse_and_plot
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.perceptron.stage import analyse_and_plot
 
 out = snakemake.output
 run(

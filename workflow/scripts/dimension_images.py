@@ -1,5 +1,5 @@
-from scalinglab.dimension_stage import estimate_images
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.dimension.stage import estimate_images
 
 p = snakemake.params
 run(

@@ -1,5 +1,5 @@
-from scalinglab.dimension_stage import estimate_teacher
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.dimension.stage import estimate_teacher
 
 p = snakemake.params
 run(

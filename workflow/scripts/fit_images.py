@@ -1,5 +1,5 @@
-from scalinglab.images_stage import fit_and_write
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.images.stage import fit_and_write
 
 run(
     snakemake,

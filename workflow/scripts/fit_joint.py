@@ -1,5 +1,5 @@
-from scalinglab.joint_stage import fit_and_plot
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.joint.stage import fit_and_plot
 
 out = snakemake.output
 run(

@@ -1,5 +1,5 @@
-from scalinglab.scripting import run
-from scalinglab.teacher_student import fit_and_write
+from scalinglab.core.scripting import run
+from scalinglab.teacher_student.stage import fit_and_write
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
-from scalinglab.deepnets_stage import gamma_table
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.deep_nets.stage import gamma_table
 
 inp, out = snakemake.input, snakemake.output
 run(

@@ -1,5 +1,5 @@
-from scalinglab.perceptron_stage import sweep_alpha
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.perceptron.stage import sweep_alpha
 
 p = snakemake.params
 run(

@@ -1,5 +1,5 @@
-from scalinglab.images_stage import plot_scaling
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.images.stage import plot_scaling
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
-from scalinglab.images_stage import plot_dims
-from scalinglab.scripting import run
+from scalinglab.core.scripting import run
+from scalinglab.images.stage import plot_dims
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
-from scalinglab.scripting import run
-from scalinglab.teacher_student import plot_all
+from scalinglab.core.scripting import run
+from scalinglab.teacher_student.stage import plot_all
 
 run(
     snakemake,

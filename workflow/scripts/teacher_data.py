@@ -1,5 +1,5 @@
-from scalinglab.scripting import run
-from scalinglab.teacher_student import make_dataset
+from scalinglab.core.scripting import run
+from scalinglab.teacher_student.stage import make_dataset
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
-from scalinglab.deepnets_stage import train_cell
-from scalinglab.scripting import checkpoint_settings, run
+from scalinglab.core.scripting import checkpoint_settings, run
+from scalinglab.deep_nets.stage import train_cell
 
 p, wc = snakemake.params, snakemake.wildcards
 run(

@@ -1,5 +1,5 @@
-from scalinglab.images_stage import train_bundle
-from scalinglab.scripting import checkpoint_settings, run
+from scalinglab.core.scripting import checkpoint_settings, run
+from scalinglab.images.stage import train_bundle
 
 p = snakemake.params
 run(

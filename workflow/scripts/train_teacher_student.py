@@ -1,5 +1,5 @@
-from scalinglab.scripting import checkpoint_settings, run
-from scalinglab.teacher_student import train_bundle
+from scalinglab.core.scripting import checkpoint_settings, run
+from scalinglab.teacher_student.stage import train_bundle
 
 p = snakemake.params
 run(

@@ -1,0 +1,106 @@
+"""Reading and writing tables and tensors: atomic writes, provenance metadata, clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scalinglab.core.errors import UserError
+
+PROVENANCE_KEY = b"scalinglab"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A crash or exception leaves the old file (or none) in place, never a partial one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def json_float(value) -> float | None:
+    """A number for JSON: NaN and infinities (which JSON lacks) become null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file (JSON, a report caption) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict | None = None) -> None:
+    """Write `frame` atomically, with `provenance` (JSON-serialisable) in the file's metadata."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if provenance is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[PROVENANCE_KEY] = json.dumps(provenance, default=str).encode()
+        table = table.replace_schema_metadata(meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_concat(paths: list) -> pd.DataFrame:
+    """The Parquet tables of `paths` (cells, per-job results) as one table."""
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def concat_parquet(paths: list, out_path) -> pd.DataFrame:
+    """Concatenate Parquet tables (the aggregate rules) and write the result atomically."""
+    frame = read_concat(paths)
+    write_parquet(frame, out_path, {"files": len(paths)})
+    return frame
+
+
+def read_provenance(path: str | os.PathLike) -> dict:
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(PROVENANCE_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a Parquet or CSV runs table, with one-line errors for missing or unreadable files."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file; give the path of a Parquet or CSV table")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".tsv", ".txt"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as exc:  # pyarrow and pandas raise many types for a damaged file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"{path}: cannot read it as {suffix[1:]} ({reason}); is the file truncated or damaged?"
+        ) from None
+    raise UserError(f"{path}: unknown table format '{suffix}'; use .parquet or .csv")
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise UserError(
+            f"{source}: missing column(s) {', '.join(missing)}; available: {', '.join(map(str, frame.columns))}"
+        )

@@ -1,0 +1,248 @@
+"""The deep-nets stage of the workflow (D'Amico, Bocchi & Negri, arXiv:2505.13230): train CNN/ResNet/ViT over a
+P sweep with the spectral complexity logged, measure gamma1, gamma2, gamma_pred vs gamma_meas per
+(model, dataset), and tabulate them beside the talk's numbers and the perceptron's."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from scalinglab.core.checkpoint import discard
+from scalinglab.core.errors import UserError
+from scalinglab.core.io import read_concat, write_parquet, write_text
+from scalinglab.core.rst import simple_table
+from scalinglab.deep_nets.figures import gamma_figure, message_figure, raw_curves
+
+# The gamma table of D'Amico, Bocchi & Negri's talk (paper: arXiv:2505.13230):
+# (model, dataset) -> (gamma_pred, gamma_meas)
+TALK = {
+    ("cnn", "mnist"): (0.60, 0.55),
+    ("cnn", "cifar10"): (0.28, 0.25),
+    ("cnn", "cifar100"): (0.16, 0.16),
+    ("resnet", "mnist"): (0.57, 0.69),
+    ("resnet", "cifar10"): (0.54, 0.56),
+    ("resnet", "cifar100"): (0.31, 0.37),
+    ("vit", "mnist"): (0.47, 0.54),
+    ("vit", "cifar10"): (0.23, 0.21),
+    ("vit", "cifar100"): (0.14, 0.12),
+}
+GAMMA_KEYS = (
+    "gamma1",
+    "gamma1_se",
+    "gamma2",
+    "gamma2_se",
+    "gamma_pred",
+    "gamma_pred_se",
+    "gamma_meas",
+    "gamma_meas_se",
+)
+
+
+def train_cell(
+    dataset_path,
+    *,
+    dataset: str,
+    model: str,
+    P: int,
+    seeds: list,
+    settings: dict,
+    device: str = "auto",
+    threads: int = 1,
+    out_paths: list,
+    checkpoint=None,
+    checkpoint_every_s: float = 300.0,
+) -> pd.DataFrame:
+    """Train every seed of one (model, dataset, P) (one job); one Parquet per seed.
+    checkpoint: a file for the state after an epoch (every checkpoint_every_s seconds); a rerun resumes it."""
+    from scalinglab.core.devices import device_for_job, pick_device
+    from scalinglab.datasets.image_data import read
+    from scalinglab.deep_nets import training as deepnets
+
+    if len(out_paths) != len(seeds):
+        raise ValueError("one output path per seed")
+    torch.set_num_threads(threads)
+    data = read(dataset_path)
+    with device_for_job(pick_device(device)) as dev:
+        frame = deepnets.train_runs(
+            data,
+            model=model,
+            P=P,
+            seeds=seeds,
+            epochs=settings["epochs"],
+            batch=settings["batch"],
+            lr=settings["lr"],
+            width=settings["width"],
+            depth=settings.get("depth"),
+            n_logs=settings["n_logs"],
+            test_size=settings.get("test_size"),
+            device=dev,
+            progress=lambda row: print(
+                f"seed {row['seed']} step {row['step']} log R {row['log_norm']:.3f} test error {row['test_error']:.4f}",
+                flush=True,
+            ),
+            checkpoint=checkpoint,
+            checkpoint_every_s=checkpoint_every_s,
+        )
+        device_name = str(dev)
+    for seed, path in zip(seeds, out_paths):
+        part = frame[frame["seed"] == int(seed)].reset_index(drop=True)
+        if (part["status"] != "ok").any():
+            print(f"warning: {model} on {dataset}, P = {P}, seed {seed} diverged", file=sys.stderr)
+        write_parquet(
+            part,
+            path,
+            {
+                "model": model,
+                "dataset": dataset,
+                "P": int(P),
+                "seed": int(seed),
+                "settings": settings,
+                "device": device_name,
+                "torch": torch.__version__,
+            },
+        )
+    discard(checkpoint)  # every cell is written: the run is complete
+    return frame
+
+
+def analyse_pair(
+    paths: list, *, model: str, dataset: str, window, upper_fraction: float, error: str, json_path, figures: dict
+) -> dict:
+    """gamma1, gamma2, gamma_pred vs gamma_meas for one (model, dataset); its three figures.
+
+    When the laws cannot be measured (e.g. too few P with the error minimum inside the norm range
+    reached by training), the JSON says why (`status`, `message`) instead of failing the workflow,
+    and the figures show the raw curves or the reason.
+    """
+    from scalinglab.laws.implicit_bias import figures as implicit_bias_figures
+    from scalinglab.laws.implicit_bias.analysis import analyse
+
+    frame = read_concat(paths)
+    bad = frame[frame["status"] != "ok"][["P", "seed"]].drop_duplicates()
+    if len(bad):
+        print(f"warning: leaving out {len(bad)} diverged runs: {bad.to_dict('records')}", file=sys.stderr)
+    ok = frame[frame["status"] == "ok"]
+    summary = {
+        "model": model,
+        "dataset": dataset,
+        "error": error,
+        "train_sizes": sorted(int(p) for p in frame["P"].unique()),
+        "seeds": sorted(int(s) for s in frame["seed"].unique()),
+        "N": int(frame["N"].iloc[0]),
+        "epochs": float(frame["epoch"].max()),
+        "diverged_runs": len(bad),
+    }
+    try:
+        if ok.empty:
+            raise UserError("every run diverged")
+        result = analyse(
+            ok,
+            p="P",
+            seed="seed",
+            norm="log_norm",
+            error=error,
+            norm_is_log=True,
+            window=tuple(window),
+            upper_fraction=upper_fraction,
+        )
+    except UserError as exc:
+        summary.update({k: math.nan for k in GAMMA_KEYS}, status="unresolved", message=str(exc))
+        print(f"note: {model} on {dataset}: the laws could not be measured: {exc}", file=sys.stderr)
+        raw_curves(ok if not ok.empty else frame, error, figures["curves"])
+        for key in ("collapse", "learning"):
+            message_figure(f"{model} on {dataset}: not measured\n{exc}", figures[key])
+    else:
+        summary.update(result.to_dict(), status="ok", message="")
+        implicit_bias_figures.error_vs_norm(
+            result.curves, figures["curves"], xlabel="spectral complexity R", ylabel=error.replace("_", " ")
+        )
+        implicit_bias_figures.collapse(result.collapse, result.window, figures["collapse"])
+        implicit_bias_figures.learning_curve(result, figures["learning"])
+        print(result.summary())
+    write_text(json_path, json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+def gamma_table(
+    json_paths: list, *, perceptron_json=None, parquet_path, json_path, caption_path, figure_path
+) -> pd.DataFrame:
+    """All (model, dataset) results (and the perceptron's, if given) as one table laid out like the
+    talk's: model, dataset, gamma_pred, gamma_meas, their SEs, and the talk's values beside them."""
+    rows = []
+    for path in json_paths:
+        s = json.loads(Path(path).read_text())
+        rows.append(
+            {
+                "model": s["model"],
+                "dataset": s["dataset"],
+                **{k: s[k] for k in GAMMA_KEYS},
+                "status": s["status"],
+                "message": s["message"],
+            }
+        )
+    if perceptron_json is not None:
+        s = json.loads(Path(perceptron_json).read_text())
+        rows.append(
+            {
+                "model": "perceptron",
+                "dataset": f"teacher N={s.get('N')}",
+                **{k: s[k] for k in GAMMA_KEYS},
+                "status": "ok",
+                "message": "",
+            }
+        )
+    table = pd.DataFrame(rows)
+    table["talk_gamma_pred"] = [TALK.get((m, d), (math.nan, math.nan))[0] for m, d in zip(table.model, table.dataset)]
+    table["talk_gamma_meas"] = [TALK.get((m, d), (math.nan, math.nan))[1] for m, d in zip(table.model, table.dataset)]
+    write_parquet(table, parquet_path, {"files": [str(p) for p in json_paths]})
+    write_text(json_path, json.dumps(table.to_dict("records"), indent=1, default=float))
+    caption = _caption(table)
+    write_text(caption_path, caption)
+    gamma_figure(table, figure_path)
+    print(caption)
+    return table
+
+
+# ---------------------------------------------------------------- report pieces
+
+
+def _num(value: float, se: float) -> str:
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:.3f} ± {se:.3f}" if math.isfinite(se) else f"{value:.3f}"
+
+
+def _caption(table: pd.DataFrame) -> str:
+    """An RST table of the gammas, then one line per unresolved pair."""
+    header = ["model", "dataset", "γ1", "γ2", "γ_pred = γ1·γ2", "γ_meas", "talk γ_pred / γ_meas"]
+    body = []
+    for r in table.itertuples():
+        talk = f"{r.talk_gamma_pred:.2f} / {r.talk_gamma_meas:.2f}" if math.isfinite(r.talk_gamma_pred) else "–"
+        body.append(
+            [
+                r.model,
+                r.dataset,
+                _num(r.gamma1, r.gamma1_se),
+                _num(r.gamma2, r.gamma2_se),
+                _num(r.gamma_pred, r.gamma_pred_se),
+                _num(r.gamma_meas, r.gamma_meas_se),
+                talk,
+            ]
+        )
+    out = [
+        "Implicit-bias scaling laws (D'Amico, Bocchi & Negri): early-training ε ≈ k1 λ^-γ1, optimal "
+        "norm λ_opt ≈ k2 P^γ2, so ε_opt ~ P^-γ with γ_pred = γ1·γ2, against γ_meas fitted to ε_opt(P). "
+        "Deep nets: λ = Bartlett's spectral complexity, ε = test error along training; ± = standard errors.",
+        "",
+        *simple_table(header, body),
+        "",
+    ]
+    for r in table.itertuples():
+        if r.status != "ok":
+            out.append(f"- {r.model} on {r.dataset}: not measured ({r.message})")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,80 @@
+"""Bootstrap CIs of a log-log slope that resample clusters (runs or seeds) whole, never single rows:
+rows of one run share its noise, so resampling rows would make the interval too narrow."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+# Draws are processed in chunks so that the (draws x clusters) count matrix stays small.
+_BOOTSTRAP_CHUNK_ELEMENTS = 4_000_000
+
+
+def bootstrap_slopes(lx, ly, codes, n_clusters, quantile, bootstrap, seed):
+    """Slopes from `bootstrap` cluster-resampled draws; returns (slopes, skipped, diagnostics).
+
+    A draw takes n_clusters clusters with replacement and every row of each; a draw whose rows
+    hold fewer than 2 distinct x has no slope and is skipped.
+    """
+    rng = np.random.default_rng(seed)
+    # Per-cluster range of log x: a draw has 2 distinct x iff max over its clusters > min.
+    cluster_min = np.full(n_clusters, np.inf)
+    cluster_max = np.full(n_clusters, -np.inf)
+    np.minimum.at(cluster_min, codes, lx)
+    np.maximum.at(cluster_max, codes, lx)
+    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n_clusters)
+
+    slopes: list[np.ndarray] = []
+    skipped = 0
+    diagnostics: list[str] = []
+    if quantile is None:
+        # Least squares needs only per-cluster sums, so a draw is a count vector over clusters.
+        sums = np.stack(
+            [np.bincount(codes, weights=w, minlength=n_clusters) for w in (np.ones_like(lx), lx, ly, lx * lx, lx * ly)],
+            axis=1,
+        )
+        for start in range(0, bootstrap, chunk):
+            size = min(chunk, bootstrap - start)
+            picks = rng.integers(0, n_clusters, size=(size, n_clusters))
+            counts = _counts(picks, n_clusters)
+            drawn = counts > 0
+            spread = np.where(drawn, cluster_max, -np.inf).max(axis=1) > np.where(drawn, cluster_min, np.inf).min(
+                axis=1
+            )
+            n, sx, sy, sxx, sxy = (counts @ sums).T
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slope = (sxy - sx * sy / n) / (sxx - sx * sx / n)
+            skipped += int((~spread).sum())
+            slopes.append(slope[spread])
+    else:
+        from statsmodels.regression.quantile_regression import QuantReg
+
+        order = np.argsort(codes, kind="stable")
+        rows_of = np.split(order, np.cumsum(np.bincount(codes, minlength=n_clusters))[:-1])
+        not_converged = 0
+        kept = []
+        for start in range(0, bootstrap, chunk):
+            size = min(chunk, bootstrap - start)
+            picks = rng.integers(0, n_clusters, size=(size, n_clusters))
+            for draw in picks:
+                if cluster_max[draw].max() <= cluster_min[draw].min():
+                    skipped += 1
+                    continue
+                rows = np.concatenate([rows_of[c] for c in draw])
+                design = np.column_stack([np.ones(rows.size), lx[rows]])
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    kept.append(QuantReg(ly[rows], design).fit(q=quantile).params[1])
+                not_converged += any("iteration" in str(w.message).lower() for w in caught)
+        slopes.append(np.asarray(kept, dtype=float))
+        if not_converged:
+            diagnostics.append(f"QuantReg hit its iteration limit in {not_converged} bootstrap draws")
+    return np.concatenate(slopes), skipped, diagnostics
+
+
+def _counts(picks: np.ndarray, n_clusters: int) -> np.ndarray:
+    """How often each cluster was drawn, per draw (rows of `picks`)."""
+    offsets = np.arange(picks.shape[0])[:, None] * n_clusters
+    flat = np.bincount((picks + offsets).ravel(), minlength=picks.shape[0] * n_clusters)
+    return flat.reshape(picks.shape[0], n_clusters).astype(float)

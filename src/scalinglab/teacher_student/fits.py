@@ -1,0 +1,122 @@
+"""The teacher/student fits: alpha per (d, P) by least squares and median regression of final test
+MSE on N, bootstrap CIs over seeds, 4/alpha beside the manifold dimension and its estimates d-hat."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from scalinglab.core.rst import simple_table
+from scalinglab.dimension.table import reference_estimates
+from scalinglab.laws.power_law import DIAGNOSTICS_SEPARATOR, fit_groups, fits_to_frame
+
+
+def final_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Each cell's last logged step, without diverged cells; also notes on what was excluded."""
+    notes = []
+    diverged = table[table["status"] != "ok"][["d", "P", "width", "seed"]].drop_duplicates()
+    if len(diverged):
+        cells = ", ".join(f"d={r.d} P={r.P:g} n={r.width} seed={r.seed}" for r in diverged.itertuples())
+        notes.append(f"excluded {len(diverged)} diverged cell(s): {cells}")
+    ok = table[table["status"] == "ok"]
+    last = ok.loc[ok.groupby(["d", "P", "width", "seed"])["step"].idxmax()]
+    return last.reset_index(drop=True), notes
+
+
+def fit_exponents(table: pd.DataFrame, bootstrap: int = 1000, quantile: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """Per (d, P): alpha from least squares and from quantile regression of final test MSE on N.
+
+    CIs come from a bootstrap that resamples seeds (all sizes of a drawn seed together). `dim` is
+    4/alpha, to compare with `manifold_dim` = min(d, embedding width).
+    """
+    final, notes = final_rows(table)
+    frames = []
+    for method_quantile in (None, quantile):
+        results = fit_groups(
+            final,
+            "N",
+            "test_loss",
+            group=["d", "P"],
+            quantile=method_quantile,
+            cluster="seed",
+            bootstrap=bootstrap,
+            seed=seed,
+            expect_sign=-1,
+        )
+        frames.append(fits_to_frame(results))
+    fits = pd.concat(frames, ignore_index=True)
+    meta = final.groupby(["d", "P"])[["manifold_dim", "embedding_width"]].first().reset_index()
+    fits = fits.merge(meta, on=["d", "P"], how="left")
+    fits["dim_rel_error"] = fits["dim"] / fits["manifold_dim"] - 1
+    if notes:
+        fits["diagnostics"] = [DIAGNOSTICS_SEPARATOR.join(filter(None, [diag, *notes])) for diag in fits["diagnostics"]]
+    return fits.sort_values(["method", "P", "d"]).reset_index(drop=True)
+
+
+def fits_caption(fits: pd.DataFrame) -> str:
+    """RST for the report: 4/alpha against d with CIs, from the fits table."""
+    lines = [
+        "Sharma & Kaplan's prediction alpha = 4/d, tested per teacher dimension d: alpha is the slope of",
+        "log final test MSE against log N, by least squares (OLS) and median regression, with 95% CIs",
+        "from a bootstrap over seeds. The manifold dimension is min(d, embedding width).",
+        "",
+        "=====  ========  ========  =====================  =====================  ========",
+        "P      d         manifold  4/alpha OLS [95% CI]   4/alpha median [CI]    OLS err",
+        "=====  ========  ========  =====================  =====================  ========",
+    ]
+    ols = fits[fits["method"] == "ols"].set_index(["P", "d"])
+    qr = fits[fits["method"] == "quantile"].set_index(["P", "d"])
+    for (P, d), row in ols.iterrows():
+        q = qr.loc[(P, d)] if (P, d) in qr.index else None
+        p_text = "inf" if math.isinf(P) else str(int(P))
+        ols_text = f"{row['dim']:.2f} [{row['dim_lo']:.2f}, {row['dim_hi']:.2f}]"
+        q_text = f"{q['dim']:.2f} [{q['dim_lo']:.2f}, {q['dim_hi']:.2f}]" if q is not None else "-"
+        lines.append(
+            f"{p_text:<5}  {d:<8}  {row['manifold_dim']:<8}  {ols_text:<21}  {q_text:<21}  {row['dim_rel_error']:+.0%}"
+        )
+    lines.append(lines[4])
+    # each distinct diagnostic once, with the fits it concerns
+    where: dict[str, list[str]] = {}
+    for row in fits.itertuples():
+        for note in filter(None, str(row.diagnostics).split(DIAGNOSTICS_SEPARATOR)):
+            if note:
+                label = f"d={row.d} {row.method}" + ("" if math.isinf(row.P) else f" P={int(row.P)}")
+                where.setdefault(note, []).append(label)
+    if where:
+        lines += ["", "Diagnostics:", ""]
+        for note, labels in where.items():
+            scope = "every fit" if len(labels) == len(fits) else ", ".join(labels)
+            lines.append(f"- {note} ({scope})")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_table(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> pd.DataFrame:
+    """d, manifold dimension, d-hat (TwoNN, MLE(k)) and 4/alpha (OLS, median) side by side."""
+    ols = fits[fits["method"] == "ols"][["d", "P", "manifold_dim", "dim", "dim_lo", "dim_hi"]]
+    ols = ols.rename(columns={"dim": "4/alpha", "dim_lo": "4/alpha lo", "dim_hi": "4/alpha hi"})
+    med = fits[fits["method"] == "quantile"][["d", "P", "dim"]].rename(columns={"dim": "4/alpha median"})
+    table = ols.merge(med, on=["d", "P"], how="left")
+    if dims is not None and len(dims):
+        table = table.merge(reference_estimates(dims, k), on="d", how="left")
+    return table.sort_values(["P", "d"]).reset_index(drop=True)
+
+
+def comparison_rst(table: pd.DataFrame, k: int) -> str:
+    """The comparison table as RST for the report caption."""
+    cols = ["P", "d", "manifold", "TwoNN d-hat", f"MLE(k={k}) d-hat", "4/alpha OLS [95% CI]", "4/alpha median"]
+    rows = []
+    for i in range(len(table)):
+        row = table.iloc[i]
+        rows.append(
+            [
+                "inf" if math.isinf(row["P"]) else str(int(row["P"])),
+                str(int(row["d"])),
+                str(int(row["manifold_dim"])),
+                f"{row['twonn']:.2f}" if "twonn" in table and pd.notna(row["twonn"]) else "-",
+                f"{row[f'mle_k{k}']:.2f}" if f"mle_k{k}" in table and pd.notna(row[f"mle_k{k}"]) else "-",
+                f"{row['4/alpha']:.2f} [{row['4/alpha lo']:.2f}, {row['4/alpha hi']:.2f}]",
+                f"{row['4/alpha median']:.2f}" if pd.notna(row["4/alpha median"]) else "-",
+            ]
+        )
+    return "\n".join(simple_table(cols, rows)) + "\n"

@@ -1,0 +1,253 @@
+"""The teacher/student data-manifold experiment (Sharma & Kaplan 2022), one function per workflow rule.
+
+teacher -> datasets (train set of P points, or a stream pool for P = inf; a fixed test set)
+-> train one bundle (all seeds of one (d, P, width) as one ensemble) -> one Parquet per cell.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scalinglab.core.checkpoint import discard
+from scalinglab.core.config import format_train_size, parse_train_size
+from scalinglab.core.devices import device_for_job, pick_device
+from scalinglab.core.io import atomic_path, write_parquet, write_text
+from scalinglab.core.provenance import provenance
+from scalinglab.core.seeding import derive_seed
+from scalinglab.dimension.table import reference_estimates
+from scalinglab.teacher_student.fits import comparison_rst, comparison_table, final_rows, fit_exponents, fits_caption
+from scalinglab.teacher_student.schedules import Schedule
+from scalinglab.teacher_student.teacher import Teacher
+from scalinglab.teacher_student.training import MLPEnsemble, student_param_count, train
+
+EXPERIMENT = "teacher_student"
+
+
+def teacher_seed(base_seed: int, d: int) -> int:
+    return derive_seed("teacher", base_seed, d)
+
+
+def save_tensors(obj: dict, path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def make_teacher(d: int, width: int, seed: int, out_path) -> None:
+    teacher = Teacher.create(d, width, teacher_seed(seed, d))
+    save_tensors(teacher.state_dict(), out_path)
+
+
+def make_dataset(teacher_path, n_points: int, stream_seed_keys: tuple, out_path) -> None:
+    """Sample n_points (x, y) from the teacher with a seed derived from `stream_seed_keys`."""
+    teacher = Teacher.from_state_dict(torch.load(teacher_path))
+    started = time.perf_counter()
+    x, y = teacher.sample(n_points, derive_seed(*stream_seed_keys))
+    save_tensors({"x": x, "y": y, "d": teacher.d, "width": teacher.width}, out_path)
+    print(f"sampled {n_points:,} points of d={teacher.d} in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+
+def _progress(label: str):
+    last = [0.0]
+
+    def report(step, total, seconds, test_loss):
+        if step in (0, total) or seconds - last[0] > 10:
+            last[0] = seconds
+            print(
+                f"{label}: step {step}/{total} ({seconds:.0f}s) test MSE median {np.median(test_loss):.3g}",
+                file=sys.stderr,
+            )
+
+    return report
+
+
+def train_bundle(
+    train_path,
+    test_path,
+    *,
+    d: int,
+    width: int,
+    P,
+    seeds: list[int],
+    schedule: dict,
+    n_evals: int,
+    device: str = "auto",
+    compile="auto",
+    threads: int = 1,
+    out_paths: list,
+    checkpoint=None,
+    checkpoint_every_s: float = 300.0,
+) -> None:
+    """Train the students of every seed for one (d, P, width) as one ensemble; one Parquet per seed.
+
+    checkpoint: a file where the run's state is saved every checkpoint_every_s seconds; a killed job
+    rerun with the same settings resumes there (bit-identical results) and removes it when done."""
+    if len(out_paths) != len(seeds):
+        raise ValueError("one output path per seed")
+
+    torch.set_num_threads(threads)
+    with device_for_job(pick_device(device)) as dev:
+        _train_bundle_on(
+            dev,
+            train_path,
+            test_path,
+            d=d,
+            width=width,
+            P=P,
+            seeds=seeds,
+            schedule=schedule,
+            n_evals=n_evals,
+            compile=compile,
+            out_paths=out_paths,
+            checkpoint=checkpoint,
+            checkpoint_every_s=checkpoint_every_s,
+        )
+
+
+def _train_bundle_on(
+    dev,
+    train_path,
+    test_path,
+    *,
+    d,
+    width,
+    P,
+    seeds,
+    schedule,
+    n_evals,
+    compile,
+    out_paths,
+    checkpoint,
+    checkpoint_every_s,
+):
+    use_compile = dev.type == "cuda" if compile == "auto" else bool(compile)
+    train_data, test_data = torch.load(train_path), torch.load(test_path)
+    w = int(train_data["width"])
+    P_value = parse_train_size(P)
+    mode = "stream" if P_value == math.inf else "sample"
+    sched = Schedule.from_config(schedule)
+    passes = sched.samples_seen() / train_data["x"].shape[0]
+    if mode == "stream" and passes > 1:
+        print(
+            f"note: each student sees {sched.samples_seen():,} samples from a pool of {train_data['x'].shape[0]:,} "
+            f"({passes:.1f} passes); raise teacher_student.pool_size for strictly fresh samples",
+            file=sys.stderr,
+        )
+    member_seeds = [derive_seed("student", d, format_train_size(P), width, s) for s in seeds]
+    ens = MLPEnsemble.init(len(seeds), w, width, member_seeds, device=dev)
+    started = time.perf_counter()
+    logs = train(
+        ens,
+        sched,
+        train_data["x"].to(dev),
+        train_data["y"].to(dev),
+        test_data["x"].to(dev),
+        test_data["y"].to(dev),
+        mode=mode,
+        data_seed=derive_seed("batches", d, format_train_size(P), width, *seeds),
+        n_evals=n_evals,
+        compile=use_compile,
+        progress=_progress(f"d={d} P={format_train_size(P)} n={width}"),
+        checkpoint=checkpoint,
+        checkpoint_every_s=checkpoint_every_s,
+    )
+    seconds = time.perf_counter() - started
+    settings = {
+        "d": d,
+        "width": width,
+        "P": format_train_size(P),
+        "seeds": seeds,
+        "schedule": schedule,
+        "embedding_width": w,
+        "train_points": int(train_data["x"].shape[0]),
+        "data_passes": round(passes, 3),
+    }
+    for e, (seed, path) in enumerate(zip(seeds, out_paths)):
+        frame = cell_frame(logs, e, d=d, w=w, width=width, P=P_value, seed=seed)
+        write_parquet(frame, path, provenance({**settings, "seed": seed}, str(dev), seconds))
+    discard(checkpoint)  # every cell is written: the run is complete
+
+
+def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float, seed: int) -> pd.DataFrame:
+    test = logs["test_loss"][:, member]
+    diverged = not np.all(np.isfinite(test))
+    return pd.DataFrame(
+        {
+            "experiment": EXPERIMENT,
+            "d": d,
+            "embedding_width": w,
+            "manifold_dim": min(d, w),
+            "width": width,
+            "N": student_param_count(width, w),
+            "P": float(P),
+            "seed": seed,
+            "step": logs["step"].astype(np.int64),
+            "samples": logs["samples"].astype(np.int64),
+            "lr": logs["lr"],
+            "train_loss": logs["train_loss"][:, member],
+            "test_loss": test,
+            "status": "diverged" if diverged else "ok",
+        }
+    )
+
+
+def fit_and_write(
+    input_path,
+    *,
+    table_path,
+    json_path,
+    caption_path,
+    bootstrap: int,
+    quantile: float,
+    dimension_path=None,
+    reference_k: int = 20,
+) -> pd.DataFrame:
+    """The fit rule: fits table (Parquet), the same as JSON, and the report caption.
+
+    With a dimension table, the caption also sets the estimated d-hat beside d and 4/alpha.
+    """
+    import json
+
+    table = pd.read_parquet(input_path)
+    fits = fit_exponents(table, bootstrap=bootstrap, quantile=quantile)
+    write_parquet(fits, table_path, {"bootstrap": bootstrap, "quantile": quantile})
+    records = json.loads(fits.to_json(orient="records"))
+    write_text(json_path, json.dumps(records, indent=1))
+    caption = fits_caption(fits)
+    if dimension_path is not None:
+        dims = pd.read_parquet(dimension_path)
+        caption += (
+            f"\nThe data-manifold check side by side: the true manifold dimension, the estimates d-hat of the"
+            f" inputs x (TwoNN and MLE with k = {reference_k}), and 4/alpha.\n\n"
+            + comparison_rst(comparison_table(fits, dims, reference_k), reference_k)
+        )
+        if (dims["note"] != "").any():
+            caption += (
+                "\nWhere d >= the embedding width, x = W t spans only the width's dimensions: "
+                "the measured dimension is the width, not d.\n"
+            )
+    write_text(caption_path, caption)
+    print(caption)
+    return fits
+
+
+def plot_all(table_path, fits_path, outputs: dict, dimension_path=None, reference_k: int = 20) -> None:
+    """The plot rule; with a dimension table the loss figure also draws the theory line N^(-4/d-hat)."""
+    from scalinglab.teacher_student import figures as plots
+
+    table = pd.read_parquet(table_path)
+    fits = pd.read_parquet(fits_path)
+    final, _ = final_rows(table)
+    theory = None
+    if dimension_path is not None:
+        ref = reference_estimates(pd.read_parquet(dimension_path), reference_k)
+        column = f"mle_k{reference_k}" if f"mle_k{reference_k}" in ref else "twonn"
+        theory = dict(zip(ref["d"], ref[column]))
+    plots.loss_vs_n(final, fits, outputs["loss"], theory_dims=theory)
+    plots.dim_vs_d(fits, outputs["dim"])
+    plots.learning_curves(table, outputs["curves"])

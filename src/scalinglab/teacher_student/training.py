@@ -1,0 +1,355 @@
+"""Batched training engine: E same-shape MLP students [w, n, n, 1] trained as one ensemble.
+
+Tiny models are bound by per-step overhead, not FLOPs, so the E members live as views of one flat
+parameter buffer ([E, ...] per tensor), the forward and backward are written out by hand as batched
+matmuls, and one Adam update runs over the whole buffer. Nothing per step grows with E: the per-step
+Python work is a fixed handful of calls. The same code runs eagerly or under `torch.compile`, on
+CPU or CUDA.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from scalinglab.core.checkpoint import Checkpointer, fingerprint
+from scalinglab.teacher_student.schedules import Schedule, log_spaced_steps
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+threshold_backward = torch.ops.aten.threshold_backward  # ReLU's own backward: 20x faster than where()
+
+
+def student_param_count(n: int, w: int) -> int:
+    """Parameters of the student [w, n, n, 1] with biases: n^2 + (w + 3) n + 1."""
+    return n * n + (w + 3) * n + 1
+
+
+@dataclass
+class MLPEnsemble:
+    """E students [w, n, n, 1] as [E, ...] views into one flat buffer (tensor-major layout)."""
+
+    E: int
+    w: int
+    n: int
+    flat: torch.Tensor
+    shapes: dict = field(init=False)
+
+    def __post_init__(self):
+        n, w = self.n, self.w
+        self.shapes = {"W1": (w, n), "b1": (1, n), "W2": (n, n), "b2": (1, n), "W3": (n, 1), "b3": (1, 1)}
+
+    @classmethod
+    def init(cls, E: int, w: int, n: int, seeds: list[int], device="cpu", dtype=torch.float32) -> MLPEnsemble:
+        """Weights N(0, 1/fan_in) as seed 000 specifies, biases 0; member e drawn from seeds[e]."""
+        if len(seeds) != E:
+            raise ValueError(f"need one seed per member: {E} members, {len(seeds)} seeds")
+        ens = cls(E, w, n, torch.zeros(E * student_param_count(n, w), dtype=dtype))
+        views = ens.views(ens.flat)
+        for e, seed in enumerate(seeds):
+            gen = torch.Generator().manual_seed(int(seed))
+            for name in ("W1", "W2", "W3"):
+                fan_in = views[name].shape[1]
+                views[name][e].copy_(
+                    torch.randn(views[name].shape[1:], generator=gen, dtype=torch.float64) / math.sqrt(fan_in)
+                )
+        ens.flat = ens.flat.to(device)
+        return ens
+
+    @property
+    def params_per_member(self) -> int:
+        return student_param_count(self.n, self.w)
+
+    def views(self, buffer: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split a flat buffer laid out like the parameters into named [E, ...] views."""
+        out, offset = {}, 0
+        for name, shape in self.shapes.items():
+            size = self.E * shape[0] * shape[1]
+            out[name] = buffer[offset : offset + size].view(self.E, *shape)
+            offset += size
+        return out
+
+    def member_state(self, e: int) -> dict[str, torch.Tensor]:
+        """Member e's weights as an nn.Linear-style state dict (weight is (out, in))."""
+        v = self.views(self.flat)
+        return {
+            "0.weight": v["W1"][e].T.clone(),
+            "0.bias": v["b1"][e, 0].clone(),
+            "2.weight": v["W2"][e].T.clone(),
+            "2.bias": v["b2"][e, 0].clone(),
+            "4.weight": v["W3"][e].T.clone(),
+            "4.bias": v["b3"][e, 0].clone(),
+        }
+
+
+# Activations are kept feature-major, h^T of shape (E, n, B): per member W^T (n, n) @ h^T (n, B).
+# MKL's batched small GEMMs run these shapes 20-40% faster than the row-major h (B, n) @ W (n, n),
+# and the output layer becomes (1, n) @ (n, B) instead of a slow (B, n) @ (n, 1) matrix-vector call.
+# The parameters keep their [E, in, out] layout; only transposed views are passed to bmm.
+
+
+def forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Ensemble prediction (E, B) for inputs x (E, B, w)."""
+    h1 = _hidden(p["W1"], p["b1"], x.transpose(1, 2))
+    h2 = _hidden(p["W2"], p["b2"], h1)
+    return _output(p, h2)
+
+
+def _hidden(W: torch.Tensor, b: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """relu(W^T inputs + b^T): (E, out, B) from inputs (E, in, B)."""
+    return torch.baddbmm(b.transpose(1, 2), W.transpose(1, 2), inputs).relu_()
+
+
+def _output(p: dict[str, torch.Tensor], h2: torch.Tensor) -> torch.Tensor:
+    return torch.baddbmm(p["b3"], p["W3"].transpose(1, 2), h2).squeeze(1)
+
+
+def loss_and_grads(p: dict, g: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-member MSE (E,) of a batch x (E, B, w), y (E, B); writes d(MSE)/d(params) into the views g."""
+    E, batch = y.shape
+    n = p["W2"].shape[1]
+    xT = x.transpose(1, 2)
+    h1 = _hidden(p["W1"], p["b1"], xT)
+    h2 = _hidden(p["W2"], p["b2"], h1)
+    err = _output(p, h2) - y
+    grad_out = err.unsqueeze(1) * (2.0 / batch)  # (E, 1, B)
+    # gradients of W (in, out) are inputs @ grad^T: (in, B) @ (B, out), written straight into the buffer
+    torch.bmm(grad_out, h2.transpose(1, 2), out=g["W3"].view(E, 1, n))
+    torch.sum(grad_out, 2, keepdim=True, out=g["b3"])
+    # an outer product (K = 1): a broadcast multiply beats a GEMM call and gives the same numbers
+    grad_h2 = threshold_backward(p["W3"] * grad_out, h2, 0)
+    torch.bmm(h1, grad_h2.transpose(1, 2), out=g["W2"])
+    torch.sum(grad_h2, 2, keepdim=True, out=g["b2"].view(E, n, 1))
+    grad_h1 = threshold_backward(torch.bmm(p["W2"], grad_h2), h1, 0)
+    torch.bmm(xT, grad_h1.transpose(1, 2), out=g["W1"])
+    torch.sum(grad_h1, 2, keepdim=True, out=g["b1"].view(E, n, 1))
+    return err.square().mean(1)
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, lr, step, fused: bool = True):
+    """torch.optim.Adam's update (no weight decay) on flat buffers; lr and step are 0-d tensors, step
+    already counting this update. fused: torch's fused kernel, one pass over the buffers (4x faster
+    than the eight elementwise ops below, which torch.compile fuses by itself and runs instead)."""
+    beta1, beta2 = ADAM_BETAS
+    if fused:
+        torch._fused_adam_(
+            [param],
+            [grad],
+            [exp_avg],
+            [exp_avg_sq],
+            [],
+            [step],
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=0.0,
+            eps=ADAM_EPS,
+            amsgrad=False,
+            maximize=False,
+        )
+        return
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    bias_correction1 = 1 - beta1**step
+    bias_correction2_sqrt = (1 - beta2**step).sqrt()
+    denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
+    param.addcdiv_(exp_avg, denom * (bias_correction1 / lr), value=-1.0)
+
+
+class Trainer:
+    """Holds the ensemble, its optimiser state and the compiled (or eager) step."""
+
+    def __init__(self, ens: MLPEnsemble, compile: bool = False):
+        self.ens = ens
+        flat = ens.flat
+        self.grad = torch.zeros_like(flat)
+        self.exp_avg = torch.zeros_like(flat)
+        self.exp_avg_sq = torch.zeros_like(flat)
+        self.step_count = torch.zeros((), dtype=torch.float32, device=flat.device)  # as torch's fused Adam keeps it
+        self.p_views = ens.views(flat)
+        self.g_views = ens.views(self.grad)
+        self.compiled = torch.compile(self._compiled_step, fullgraph=True, dynamic=False) if compile else None
+
+    def _compiled_step(self, flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr):
+        # views are taken inside the graph so that the compiler sees one flat buffer per state
+        return self._update(
+            self.ens.views(flat),
+            self.ens.views(grad),
+            flat,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            step_count,
+            x,
+            y,
+            lr,
+            fused=False,
+        )  # the fused kernel has no compile support
+
+    @staticmethod
+    def _update(p, g, flat, grad, exp_avg, exp_avg_sq, step_count, x, y, lr, fused=True):
+        loss = loss_and_grads(p, g, x, y)
+        step_count.add_(1)
+        adam_update(flat, grad, exp_avg, exp_avg_sq, lr, step_count, fused)
+        return loss
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        """One Adam step of every member on its batch x (E, B, w), y (E, B); returns the batch MSEs (E,)."""
+        state = (self.ens.flat, self.grad, self.exp_avg, self.exp_avg_sq, self.step_count, x, y, lr)
+        if self.compiled is not None:
+            return self.compiled(*state)
+        return self._update(self.p_views, self.g_views, *state)  # eager: reuse the views made once
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """Per-member test MSE (E,) on a shared test set x (M, w), y (M,), chunked to bound memory."""
+        total = torch.zeros(self.ens.E, dtype=torch.float64, device=x.device)
+        for start in range(0, x.shape[0], chunk):
+            xb = x[start : start + chunk].expand(self.ens.E, -1, -1)
+            err = forward(self.p_views, xb) - y[start : start + chunk]
+            total += err.double().square().sum(1)
+        return total / x.shape[0]
+
+
+class BatchSource:
+    """Per-member training batches from a shared pool of points (no per-step work that grows with E).
+
+    mode "sample": each member draws its own batch uniformly with replacement (a fixed training set of P).
+    mode "stream": each member walks the pool from its own random offset, so no point repeats for a
+    member until it has seen the whole pool (fresh samples every step, P = inf).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, E: int, mode: str, seed: int):
+        self.x, self.y, self.E, self.mode = x, y, E, mode
+        self.gen = torch.Generator(device=x.device).manual_seed(seed)
+        self.position = 0
+        size = x.shape[0]
+        self.offsets = torch.randint(size, (E, 1), generator=self.gen, device=x.device)
+
+    def next(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.x.shape[0]
+        if self.mode == "stream":
+            idx = (self.offsets + self.position + torch.arange(batch, device=self.x.device)) % size
+            self.position += batch
+        else:
+            idx = torch.randint(size, (self.E, batch), generator=self.gen, device=self.x.device)
+        return self.x[idx], self.y[idx]
+
+
+def train(
+    ens: MLPEnsemble,
+    schedule: Schedule,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    mode: str,
+    data_seed: int,
+    n_evals: int = 30,
+    compile: bool = False,
+    progress=None,
+    checkpoint=None,
+    checkpoint_every_s: float = 300.0,
+) -> dict:
+    """Train the ensemble; return per-member logs at log-spaced steps as numpy arrays.
+
+    Logs: step, samples (seen per member), lr, train_loss (mean batch MSE since the previous log),
+    test_loss (MSE on the test set); each an array of shape (n_logs,) or (n_logs, E).
+    checkpoint: a file path; the run's whole state is saved there every `checkpoint_every_s`
+    seconds, and a run started with a checkpoint of the very same run (same inputs) resumes from it
+    with bit-identical results. The caller removes the file once its outputs are written.
+    """
+    device = ens.flat.device
+    trainer = Trainer(ens, compile=compile)
+    source = BatchSource(train_x, train_y, ens.E, mode, data_seed)
+    lrs = torch.tensor(schedule.lr_per_step(), dtype=ens.flat.dtype, device=device)
+    batches = schedule.batch_per_step()
+    total = schedule.total_steps
+    eval_at = log_spaced_steps(total, n_evals)
+    saver = Checkpointer(
+        checkpoint,
+        checkpoint_every_s,
+        key=fingerprint(
+            ens.E,
+            ens.w,
+            ens.n,
+            mode,
+            data_seed,
+            n_evals,
+            compile,
+            lrs,
+            np.asarray(batches),
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            ens.flat,
+        )
+        if checkpoint
+        else "",
+    )
+    logs = {"step": [], "samples": [], "lr": [], "train_loss": [], "test_loss": []}
+    running = torch.zeros(ens.E, dtype=torch.float64, device=device)
+    count, samples, first_step, next_eval, earlier_seconds = 0, 0, 0, 1, 0.0
+    started = time.perf_counter()
+
+    def log(step: int):
+        nonlocal running, count
+        logs["step"].append(step)
+        logs["samples"].append(samples)
+        logs["lr"].append(float(lrs[min(step, total - 1)]) if total else 0.0)
+        logs["train_loss"].append((running / count).cpu().numpy() if count else np.full(ens.E, np.nan))
+        logs["test_loss"].append(trainer.evaluate(test_x, test_y).cpu().numpy())
+        running = torch.zeros_like(running)
+        count = 0
+        if progress is not None:
+            progress(step, total, earlier_seconds + time.perf_counter() - started, logs["test_loss"][-1])
+
+    def state(step: int) -> dict:
+        return {
+            "step": step,
+            "flat": ens.flat.cpu(),
+            "exp_avg": trainer.exp_avg.cpu(),
+            "exp_avg_sq": trainer.exp_avg_sq.cpu(),
+            "step_count": trainer.step_count.cpu(),
+            "generator": source.gen.get_state(),
+            "position": source.position,
+            "offsets": source.offsets.cpu(),
+            "logs": logs,
+            "running": running.cpu(),
+            "count": count,
+            "samples": samples,
+            "next_eval": next_eval,
+            "seconds": earlier_seconds + time.perf_counter() - started,
+        }
+
+    saved = saver.load()
+    if saved is None:
+        log(0)
+    else:
+        ens.flat.copy_(saved["flat"])  # in place: the trainer's views stay valid
+        for name in ("exp_avg", "exp_avg_sq", "step_count"):
+            getattr(trainer, name).copy_(saved[name])
+        source.gen.set_state(saved["generator"])
+        source.position, source.offsets = saved["position"], saved["offsets"].to(device)
+        logs, running = saved["logs"], saved["running"].to(device)
+        count, samples, next_eval = saved["count"], saved["samples"], saved["next_eval"]
+        first_step, earlier_seconds = saved["step"], saved["seconds"]
+    for step in range(first_step, total):
+        batch = int(batches[step])
+        x, y = source.next(batch)
+        running += trainer.step(x, y, lrs[step])
+        count += 1
+        samples += batch
+        if step + 1 == eval_at[next_eval]:
+            log(step + 1)
+            next_eval += 1
+        if saver.due(step + 1) and step + 1 < total:
+            saver.save(state(step + 1))
+    logs = {k: np.asarray(v) for k, v in logs.items()}
+    logs["seconds"] = earlier_seconds + time.perf_counter() - started
+    return logs
