@@ -26,6 +26,8 @@ report: $(BIN)/activate
 	$(BIN)/snakemake --report report.html
 
 lint: $(BIN)/activate
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint
 
 bench: $(BIN)/activate

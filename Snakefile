@@ -13,15 +13,17 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# One rule file per experiment, over common.smk (what all share). Order matters only where a file
+# uses another's definitions: datasets before the image experiments, dimension before the fits that
+# read its table, teacher_student before joint (which reuses its rules).
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
+include: "workflow/rules/datasets.smk"
 include: "workflow/rules/dimension.smk"
-include: "workflow/rules/analysis.smk"
-include: "workflow/rules/perceptron.smk"
+include: "workflow/rules/teacher_student.smk"
 include: "workflow/rules/joint.smk"
+include: "workflow/rules/perceptron.smk"
 include: "workflow/rules/images.smk"
-include: "workflow/rules/deepnets.smk"
+include: "workflow/rules/deep_nets.smk"
 include: "workflow/rules/random_features.smk"
 
 

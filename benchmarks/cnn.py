@@ -1,14 +1,14 @@
-"""Benchmark: images.train_cells against a plain DataLoader loop like the seed's CIFAR-10 script.
+"""Benchmark: images.train_cells against a plain DataLoader loop like Liu's CIFAR-10 script.
 
 Both train the same ConvNets (same widths, seeds, initial weights, data subset, epochs, batch 128,
 AdamW lr 5e-4, random flip + 4-pixel crop) and evaluate on the whole test split after every epoch.
-The plain loop is the seed's recipe on in-memory tensors: a Dataset over float [0, 1] images whose
+The plain loop is Liu's recipe on in-memory tensors: a Dataset over float [0, 1] images whose
 __getitem__ applies torchvision's RandomHorizontalFlip, RandomCrop(padding=4) and Normalize to one
 image, DataLoader(batch_size=128, shuffle=True, num_workers=0), ConvNet in the default memory
 format, torch.optim.AdamW, model.train(), and a clean test pass through a DataLoader (batch 128,
-per-image Normalize). (The seed itself was slower still: PIL images through ToTensor, and the test
+per-image Normalize). (Liu's script itself was slower still: PIL images through ToTensor, and the test
 set augmented too.) On a CPU both run on one thread (torch.set_num_threads(1)), in the same process.
-With --device cuda both train on the GPU: the plain loop moves each batch there, as the seed's
+With --device cuda both train on the GPU: the plain loop moves each batch there, as Liu's
 script did; the engine keeps the data resident and trains the seeds of a width as one ensemble.
 
 Data: Fashion-MNIST (Debian's dataset-fashion-mnist, via datasets.sources.load), else CIFAR-shaped random
@@ -54,7 +54,7 @@ class TensorImages(Dataset):
 
 
 def plain_loop(data: ImageData, widths, seeds, P, epochs, padding, device="cpu") -> tuple[list[dict], dict]:
-    """The seed's loop; returns each cell's final accuracy and CPU seconds per part of the loop."""
+    """Liu's loop; returns each cell's final accuracy and CPU seconds per part of the loop."""
     mean, std = data.meta["mean"], data.meta["std"]
     height = data.shape[1]
     train_tf = T.Compose([T.RandomHorizontalFlip(), T.RandomCrop(height, padding=padding), T.Normalize(mean, std)])
@@ -170,7 +170,7 @@ def main() -> None:
         "--data",
         choices=["fashion-mnist", "random"],
         default="fashion-mnist",
-        help="random: CIFAR-shaped 3x32x32 uint8 noise (the seed's input shape)",
+        help="random: CIFAR-shaped 3x32x32 uint8 noise (Liu's input shape)",
     )
     parser.add_argument("--root", default="resources/datasets")
     parser.add_argument("--P", type=int, default=4096)

@@ -21,9 +21,9 @@ METRICS = ["step", "samples", "lr", "train_loss", "test_loss", "status"]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt_data")
-    make_teacher(3, 9, 0, root / "teacher.pt")
-    make_dataset(root / "teacher.pt", 5000, ("train", 0), root / "train.pt")
-    make_dataset(root / "teacher.pt", 2000, ("test", 0), root / "test.pt")
+    make_teacher(d=3, embedding_width=9, teacher_seed=0, teacher=root / "teacher.pt")
+    make_dataset(teacher=root / "teacher.pt", n_points=5000, stream=["train", 0], points=root / "train.pt")
+    make_dataset(teacher=root / "teacher.pt", n_points=2000, stream=["test", 0], points=root / "test.pt")
     return root
 
 
@@ -31,8 +31,8 @@ def bundle(data, out_dir, seeds=SEEDS, checkpoint=None, every_s=0.0, P="inf"):
     """P = inf streams through the 5,000 points; P = 5000 samples batches from them at random."""
     out_paths = [out_dir / f"seed~{s}.parquet" for s in seeds]
     train_bundle(
-        data / "train.pt",
-        data / "test.pt",
+        train=data / "train.pt",
+        test=data / "test.pt",
         d=3,
         width=6,
         P=P,
@@ -41,7 +41,8 @@ def bundle(data, out_dir, seeds=SEEDS, checkpoint=None, every_s=0.0, P="inf"):
         n_evals=12,
         device="cpu",
         compile=False,
-        out_paths=out_paths,
+        threads=1,
+        cells=out_paths,
         checkpoint=checkpoint,
         checkpoint_every_s=every_s,
     )

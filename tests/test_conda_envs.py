@@ -67,7 +67,7 @@ def imports_of(path: Path) -> set[str]:
             else:
                 base = node.module or ""
             names.add(base)
-            # `from scalinglab import plots` imports the module scalinglab.teacher_student.figures
+            # `from scalinglab.laws.implicit_bias import figures` imports the module ...implicit_bias.figures
             names.update(f"{base}.{alias.name}" for alias in node.names if module_file(f"{base}.{alias.name}"))
     return names
 
@@ -158,7 +158,7 @@ def name_is(spec: str, name: str) -> bool:
 def test_the_check_can_fail():
     """The analysis sees a lazy import deep in the package, and a missing or renamed package."""
     imports = third_party_imports(REPO / "workflow" / "scripts" / "prepare_dataset.py")
-    assert {"torch", "torchvision", "sklearn", "numpy"} <= set(imports)  # sklearn: imported inside _digits()
+    assert {"torch", "torchvision", "sklearn", "numpy"} <= set(imports)  # sklearn: imported inside digits()
     env = {"channels": ["conda-forge"], "dependencies": ["python=3.11", "pytorch=2.*", "numpy", {"pip": ["-e ../"]}]}
     missing = missing_packages(env, {"torch": "a", "numpy": "b", "sklearn": "c", "yaml": "d"})
     assert missing == ["sklearn (imported by c)", "yaml (imported by d)"]
@@ -167,7 +167,8 @@ def test_the_check_can_fail():
 
 
 def test_from_package_imports_are_followed():
-    """`from scalinglab import plots` inside a function reaches plots.py and so matplotlib."""
-    imports = imports_of(SRC / "scalinglab" / "perceptron_stage.py")
-    assert "scalinglab.teacher_student.figures" in imports
+    """`from scalinglab.laws.implicit_bias import figures` inside a function reaches figures.py and so
+    matplotlib."""
+    imports = imports_of(SRC / "scalinglab" / "perceptron" / "stage.py")
+    assert "scalinglab.laws.implicit_bias.figures" in imports
     assert "matplotlib" in third_party_imports(REPO / "workflow" / "scripts" / "analyse_perceptron.py")

@@ -1,4 +1,4 @@
-"""The seed's ConvNet family: exact parameter counts, and the batched ensemble against its members."""
+"""Liu's ConvNet family: exact parameter counts, and the batched ensemble against its members."""
 
 from __future__ import annotations
 

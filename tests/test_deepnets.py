@@ -213,14 +213,15 @@ def test_stage_writes_cells_fits_and_the_gamma_table(digits, tmp_path, sweep):
     cells = [tmp_path / f"seed~{s}.parquet" for s in (0, 1)]
     checkpoint = tmp_path / "cell.pt"  # saved after every epoch, removed once the cells are written
     deepnets_stage.train_cell(
-        data_path,
+        data=data_path,
+        cells=cells,
         dataset="digits",
         model="cnn",
         P=30,
         seeds=[0, 1],
-        settings=settings,
+        **settings,
         device="cpu",
-        out_paths=cells,
+        threads=1,
         checkpoint=checkpoint,
         checkpoint_every_s=0,
     )
@@ -231,37 +232,37 @@ def test_stage_writes_cells_fits_and_the_gamma_table(digits, tmp_path, sweep):
     sweep.to_parquet(tmp_path / "sweep.parquet")
     figures = {k: tmp_path / f"{k}.png" for k in ("curves", "collapse", "learning")}
     summary = deepnets_stage.analyse_pair(
-        [tmp_path / "sweep.parquet"],
+        runs=[tmp_path / "sweep.parquet"],
         model="cnn",
         dataset="digits",
         window=[0.1, 0.5],
         upper_fraction=0.5,
         error="test_loss",
-        json_path=tmp_path / "fit.json",
-        figures=figures,
+        fits_json=tmp_path / "fit.json",
+        **figures,
     )
     assert summary["status"] == "ok" and all(p.exists() for p in figures.values())
     # a run too short to reach any minimum: reported as unresolved, not a crash
     short = deepnets_stage.analyse_pair(
-        cells,
+        runs=cells,
         model="cnn",
         dataset="digits",
         window=[0.02, 0.2],
         upper_fraction=0.5,
         error="test_error",
-        json_path=tmp_path / "bad.json",
-        figures=figures,
+        fits_json=tmp_path / "bad.json",
+        **figures,
     )
     assert short["status"] == "unresolved" and math.isnan(short["gamma_pred"]) and "need" in short["message"]
     perceptron = tmp_path / "perceptron.json"
     perceptron.write_text(json.dumps({"N": 500, **{k: 0.5 for k in deepnets_stage.GAMMA_KEYS}}))
     table = deepnets_stage.gamma_table(
-        [tmp_path / "fit.json", tmp_path / "bad.json"],
-        perceptron_json=perceptron,
-        parquet_path=tmp_path / "t.parquet",
-        json_path=tmp_path / "t.json",
-        caption_path=tmp_path / "t.rst",
-        figure_path=tmp_path / "t.png",
+        fits=[tmp_path / "fit.json", tmp_path / "bad.json"],
+        perceptron=perceptron,
+        fits_table=tmp_path / "t.parquet",
+        fits_json=tmp_path / "t.json",
+        caption=tmp_path / "t.rst",
+        figure=tmp_path / "t.png",
     )
     assert list(table["model"]) == ["cnn", "cnn", "perceptron"]
     caption = (tmp_path / "t.rst").read_text()

@@ -29,7 +29,7 @@ def brute_force_knn(X: np.ndarray, k: int) -> np.ndarray:
 def teacher_points(d: int, width: int, n: int = 20_000, seed: int = 0) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Teacher warns when d >= width: that case is tested on purpose
-        return Teacher.create(d, width=width, seed=seed).sample(n, seed=seed + 1)[0].numpy()
+        return Teacher.create(d, embedding_width=width, seed=seed).sample(n, seed=seed + 1)[0].numpy()
 
 
 # ------------------------------------------------------------------ exact k-NN
@@ -250,7 +250,7 @@ def test_fit_distances_rejects_zero_or_unsorted_distances():
 
 # ------------------------------------------------------------------ manifolds of known dimension
 
-# (d, width, true dimension min(d, width), TwoNN tolerance, MLE(k=20) tolerance): the bands,
+# (d, width, true dimension min(d, width), TwoNN tolerance, MLE(k=20) tolerance): the tolerance bands,
 # 15% (25% at d = 12 in width 16). MLE reads low at high d, as it is known to.
 MANIFOLDS = [
     (2, 9, 2, 0.15, 0.15),

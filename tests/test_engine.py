@@ -27,7 +27,7 @@ def plain_mlp(w, n):
 def test_param_count_matches_module_and_seed_formula():
     for n in (1, 7, 50):
         assert student_param_count(n, W) == sum(p.numel() for p in plain_mlp(W, n).parameters())
-        assert student_param_count(n, 9) == n * n + 12 * n + 1  # seed 000's count for w = 9
+        assert student_param_count(n, 9) == n * n + 12 * n + 1  # Sharma & Kaplan's count for w = 9
 
 
 def test_single_member_equals_plain_adam_loop(teacher_data):

@@ -545,3 +545,33 @@ def test_cli_joint_law_calls_scalinglab_joint(tmp_path, capsys, monkeypatch):
         (80, {"n": "N", "p": "P", "y": "loss", "method": "chinchilla", "bootstrap": 10, "cluster": ["seed"], "seed": 3})
     ]
 
+
+def test_cli_broken_law_recovers_a_known_break_per_group(tmp_path, capsys):
+    """`--law broken`: Caballero et al.'s one-break law per group, on two seeds of a known curve."""
+    from scalinglab.laws.broken_power_law import BrokenPowerLawFit
+
+    truth = {"a": 0.1, "b": 5.0, "c0": 0.2, "c1": 0.6, "d1": 1000.0, "f1": 0.3}
+    x = np.geomspace(10, 1e5, 30)
+    curve = BrokenPowerLawFit(**truth, rms_relative_error=0.0, n_points=0).predict(x)
+    rng = np.random.default_rng(1)
+    rows = [
+        {"task": task, "seed": seed, "N": n, "loss": y * (2.0 if task == "b" else 1.0) * math.exp(0.01 * rng.normal())}
+        for task in ("a", "b")
+        for seed in (0, 1)
+        for n, y in zip(x, curve)
+    ]
+    path = tmp_path / "curve.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert main(["fit", str(path), "--law", "broken", "--x", "N", "--y", "loss", "--group", "task", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [record["group"] for record in out] == [{"task": "a"}, {"task": "b"}]
+    for record, scale in zip(out, (1.0, 2.0)):
+        assert record["n_points"] == 60 and record["epoch_rule"] == "all"
+        assert record["c0"] == pytest.approx(truth["c0"], abs=0.05)
+        assert record["c0"] + record["c1"] == pytest.approx(truth["c0"] + truth["c1"], abs=0.1)
+        assert record["d1"] == pytest.approx(truth["d1"], rel=0.3)
+        assert record["a"] == pytest.approx(scale * truth["a"], rel=0.1)
+    assert main(["fit", str(path), "--law", "broken", "--x", "N", "--y", "loss"]) == 0
+    assert "break at x =" in capsys.readouterr().out
+    assert main(["fit", str(path), "--law", "broken", "--x", "N", "--y", "loss", "--bootstrap", "10"]) == 2
+    assert "drop --quantile and --bootstrap" in capsys.readouterr().err

@@ -14,11 +14,11 @@ import torchvision.transforms.functional as TF
 from scalinglab.core.errors import UserError
 from scalinglab.core.seeding import derive_seed
 from scalinglab.datasets import image_data, sources
+from scalinglab.datasets.image_data import ImageData
 from scalinglab.images import batches
 from scalinglab.images import training as images
 from scalinglab.images.batches import BatchStream
 from scalinglab.images.convnet import ConvNet, param_count
-from scalinglab.sources.prepare import ImageData
 
 # Fast enough settings for digits (1,438 training images): 45 steps per epoch.
 FAST = dict(batch=32, lr=3e-3, augment="crop", device="cpu")

@@ -1,6 +1,6 @@
 """The image stage: fits recover a known slope with both epoch rules, captions and figures carry the
 numbers, the CIFAR-10 path end to end on a fabricated archive, image datasets in the dimension
-stage, and the seed preset's dry run."""
+stage, and the Liu preset's dry run."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from workflow_helpers import REPO, planned_jobs
 from scalinglab.core.errors import UserError
 from scalinglab.datasets import sources
 from scalinglab.dimension import stage as dimension_stage
+from scalinglab.dimension.figures import dimension_vs_k
+from scalinglab.dimension.table import reference_estimates
 from scalinglab.images import stage as images_stage
 from scalinglab.images.convnet import param_count
+from scalinglab.images.fits import estimated_dims, fit_images
 
 LOSS_SLOPE, ACC_SLOPE = -0.4, 0.05
 SIZES = np.geomspace(1e3, 1e5, 8).round()
@@ -53,7 +56,7 @@ def synthetic_table(noise: float = 0.05) -> pd.DataFrame:
 
 
 def test_both_epoch_rules_recover_a_known_slope():
-    fits = images_stage.fit_images(synthetic_table(), quantiles=[0.2, 0.5, 0.8], bootstrap=100)
+    fits = fit_images(synthetic_table(), quantiles=[0.2, 0.5, 0.8], bootstrap=100)
     assert len(fits) == 4 * 2 * 3  # metrics x epoch rules x quantiles
     assert set(fits["epoch_rule"]) == {"all", "final"}
     for row in fits.itertuples():
@@ -73,7 +76,7 @@ def test_diverged_runs_are_left_out_and_named():
     bad = (table["width"] == 3) & (table["seed"] == 1)
     table.loc[bad, "status"] = "diverged"
     table.loc[bad, ["train_loss", "val_loss", "train_acc", "val_acc"]] = np.nan
-    fits = images_stage.fit_images(table, quantiles=[0.5], bootstrap=0)
+    fits = fit_images(table, quantiles=[0.5], bootstrap=0)
     assert (fits[fits["epoch_rule"] == "final"]["n_points"] == len(SIZES) * len(SEEDS) - 1).all()
     assert fits["diagnostics"].str.contains("excluded 1 diverged run").all()
 
@@ -92,19 +95,23 @@ def test_fit_writes_table_json_caption_and_figures(tmp_path):
     synthetic_table().to_parquet(table_path)
     out = {name: tmp_path / name for name in ("fits.parquet", "fits.json", "caption.rst")}
     fits = images_stage.fit_and_write(
-        table_path,
+        table=table_path,
+        dimension=None,
         quantiles=[0.2, 0.5, 0.8],
         bootstrap=20,
-        table_out=out["fits.parquet"],
-        json_out=out["fits.json"],
-        caption_out=out["caption.rst"],
+        reference_k=20,
+        fits_table=out["fits.parquet"],
+        fits_json=out["fits.json"],
+        caption=out["caption.rst"],
     )
     assert len(json.loads(out["fits.json"].read_text())) == len(fits)
     text = out["caption.rst"].read_text()
     row = fits[(fits.metric == "val_loss") & (fits.epoch_rule == "final") & (fits["quantile"] == 0.5)].iloc[0]
     assert f"{row['dim']:.1f} [{row['dim_lo']:.1f}, {row['dim_hi']:.1f}]" in text
-    images_stage.plot_scaling(table_path, out["fits.parquet"], dataset="synth", P="all", path=tmp_path / "grid.png")
-    images_stage.plot_dims(out["fits.parquet"], path=tmp_path / "dims.png")
+    images_stage.plot_scaling(
+        table=table_path, fits=out["fits.parquet"], dataset="synth", P="all", figure=tmp_path / "grid.png"
+    )
+    images_stage.plot_dims(fits=out["fits.parquet"], dimension=None, reference_k=20, figure=tmp_path / "dims.png")
     for name in ("grid.png", "dims.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -118,7 +125,8 @@ def test_cifar10_end_to_end_on_a_fabricated_archive(tmp_path, tiny_cifar, monkey
         paths = [tmp_path / f"c{width}_s{seed}.parquet" for seed in (0, 1)]
         checkpoint = tmp_path / f"c{width}.pt"  # saved after every epoch, removed once the cells are written
         images_stage.train_bundle(
-            data_path,
+            data=data_path,
+            cells=paths,
             dataset="cifar10",
             P=60,
             width=width,
@@ -129,7 +137,7 @@ def test_cifar10_end_to_end_on_a_fabricated_archive(tmp_path, tiny_cifar, monkey
             weight_decay=0.01,
             augment="auto",
             device="cpu",
-            out_paths=paths,
+            threads=1,
             checkpoint=checkpoint,
             checkpoint_every_s=0,
         )
@@ -138,9 +146,9 @@ def test_cifar10_end_to_end_on_a_fabricated_archive(tmp_path, tiny_cifar, monkey
     for (width, seed), cell in cells.items():
         assert list(cell["epoch"]) == [1, 2] and (cell["seed"] == seed).all() and (cell["P"] == 60).all()
         assert (cell["N"] == param_count(width)).all() and (cell["augment"] == "flip_crop").all()
-    assert cells[(1, 0)]["N"].iloc[0] == 5408  # the seed's smallest CIFAR-10 model
+    assert cells[(1, 0)]["N"].iloc[0] == 5408  # Liu's smallest CIFAR-10 model
     table = pd.concat(cells.values(), ignore_index=True)
-    fits = images_stage.fit_images(table, quantiles=[0.5], bootstrap=10)
+    fits = fit_images(table, quantiles=[0.5], bootstrap=10)
     assert len(fits) == 4 * 2 and (fits["dataset"] == "cifar10").all()
     assert fits["diagnostics"].str.contains("only 2 distinct N").all()  # it says 2 sizes are too few
     assert np.isfinite(fits["slope"]).all()
@@ -149,14 +157,15 @@ def test_cifar10_end_to_end_on_a_fabricated_archive(tmp_path, tiny_cifar, monkey
 def test_image_datasets_in_the_dimension_stage(tmp_path):
     data_path = sources.prepare("digits", tmp_path / "datasets")
     frame = dimension_stage.estimate_images(
-        data_path,
+        data=data_path,
         dataset="digits",
         estimators=["twonn", "mle"],
         ks=[10, 20],
         subsample=None,
         bootstrap=20,
         seed=0,
-        out_path=tmp_path / "digits.parquet",
+        mle_unbiased=False,
+        estimates=tmp_path / "digits.parquet",
     )
     assert frame["d"].isna().all() and frame["manifold_dim"].isna().all()
     assert (frame["n_points"] <= 1797).all() and (frame["n_points"] > 1700).all()  # 8x8 digits, duplicates dropped
@@ -165,16 +174,16 @@ def test_image_datasets_in_the_dimension_stage(tmp_path):
     # beside a teacher manifold: the teacher's reference row is unaffected, the image's is found
     teacher = frame.assign(dataset="teacher d=4", d=4, embedding_width=9, manifold_dim=4)
     both = pd.concat([teacher, frame], ignore_index=True)
-    assert dimension_stage.reference_estimates(both, 20)["d"].tolist() == [4]
-    est = images_stage.estimated_dims(both, 20)
+    assert reference_estimates(both, 20)["d"].tolist() == [4]
+    est = estimated_dims(both, 20)
     assert est["dataset"].tolist() == ["digits"] and est["mle_k20"].iloc[0] == pytest.approx(mle)
-    dimension_stage.plot_dimension_vs_k(both, tmp_path / "dims.png")
+    dimension_vs_k(both, tmp_path / "dims.png")
     assert (tmp_path / "dims.png").exists()
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("name", ["cifar10_seed", "fashion_mnist_seed"])
-def test_the_seed_presets_plan_every_width(tmp_path, name):
+@pytest.mark.parametrize("name", ["cifar10_liu", "fashion_mnist_liu"])
+def test_the_liu_presets_plan_every_width(tmp_path, name):
     preset = yaml.safe_load((REPO / "config" / "presets" / f"{name}.yaml").read_text())
     jobs = planned_jobs(tmp_path, preset)
     trained = sorted(int(wc["width"]) for rule, wc in jobs if rule == "train_images")

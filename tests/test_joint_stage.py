@@ -49,13 +49,13 @@ def outputs(tmp_path_factory):
     synthetic_table().to_parquet(table_path)
     figures = {name: out / f"{name}.png" for name in ("loss_vs_n", "loss_vs_p", "frontier", "isoflop")}
     summary = fit_and_plot(
-        table_path,
+        table=table_path,
         methods=["vpro", "chinchilla"],
         bootstrap=40,
-        fits_path=out / "fits.parquet",
-        json_path=out / "fits.json",
-        caption_path=out / "caption.rst",
-        figures=figures,
+        fits_table=out / "fits.parquet",
+        fits_json=out / "fits.json",
+        caption=out / "caption.rst",
+        **figures,
     )
     return out, summary, figures
 

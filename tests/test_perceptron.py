@@ -122,7 +122,7 @@ def test_sweep_table():
     w = solve_fixed_norm(one, [10.0]).weights
     row = table[(table.P == 200) & (table.seed == 1) & np.isclose(table.lam, 10.0)]
     assert float(row.error.iloc[0]) == pytest.approx(float(generalisation_error(w, one.teacher)[0]), abs=1e-7)
-    # `norm` is the seed's lambda: |weights|^2 / N of the seed's model, whose weights are lam * w
+    # `norm` is the paper's lambda: |weights|^2 / N of the paper's model, whose weights are lam * w
     assert float(row.norm.iloc[0]) == pytest.approx(float((10.0 * w).norm() ** 2) / 50, rel=1e-12)
 
 
@@ -151,7 +151,7 @@ def gd_run():
 def test_gd_norm_grows_and_loss_falls(gd_run):
     traj, weights, _ = gd_run
     assert np.allclose(weights.norm(dim=1).numpy() / math.sqrt(200), traj.lam)
-    assert np.allclose(weights.norm(dim=1).numpy() ** 2 / 200, traj.norm)  # the seed's lambda = |w|^2/N
+    assert np.allclose(weights.norm(dim=1).numpy() ** 2 / 200, traj.norm)  # the paper's lambda = |w|^2/N
     assert traj.lam.is_monotonic_increasing and traj.loss.is_monotonic_decreasing
     assert traj.lam.iloc[0] == pytest.approx(1e-3, rel=1e-6) and traj.lam.iloc[-1] > 8.0
 

@@ -63,7 +63,9 @@ def test_profile_files_are_identical_and_use_the_gpu_resources():
     assert "slurm-status-command: squeue" in text  # documented for clusters without accounting
     # rules whose memory and time grow with the attempt keep that growth: no fixed value replaces it
     rules = "".join(path.read_text() for path in (REPO / "workflow" / "rules").glob("*.smk"))
-    scaled = set(re.findall(r"rule (\w+):(?:(?!\nrule ).)*?mem_mb=lambda wc, attempt", rules, re.S))
+    assert re.search(r'"mem_mb": lambda wildcards, attempt: mem_mb \* attempt', rules)  # training_resources
+    scaled = set(re.findall(r"^rule (\w+):(?:(?!\nrule ).)*?\*\*training_resources\(", rules, re.S | re.M))
+    scaled |= {new for old, new in re.findall(r"^use rule (\w+) as (\w+)", rules, re.M) if old in scaled}
     assert {"train_teacher_student", "train_images", "train_deep_nets", "train_joint"} <= scaled
     overridden = {rule for rule, res in profile.get("set-resources", {}).items() if {"mem_mb", "runtime"} & set(res)}
     assert not overridden & scaled, overridden & scaled

@@ -1,4 +1,4 @@
-"""The teacher network of seed 000: shapes, weight scale, linear embedding, seeded sampling."""
+"""Sharma & Kaplan's teacher network: shapes, weight scale, linear embedding, seeded sampling."""
 
 import numpy as np
 import pytest

@@ -1,20 +1,35 @@
-# Intrinsic dimension of every data manifold: TwoNN and MLE over a k sweep, with bootstrap CIs.
+# Intrinsic dimension of every data manifold (scalinglab/dimension/): TwoNN and MLE over a k sweep,
+# with bootstrap CIs, for each teacher manifold and each image dataset. The teacher/student and image
+# fits read the table as an optional input (DIMENSION_TABLE), so this file is included before theirs.
+from scalinglab.dimension import grid as dimension_grid
+
+DIM = config["dimension"]
+DIMENSION_FILES = dimension_grid.files(config)
+DIMENSION_TABLE = dimension_grid.table(config)  # an optional input of other experiments' fits: path or []
+
+STAGE_TARGETS["dimension"] = (
+    ["results/tables/dimension.parquet", "results/figures/dimension/dimension_vs_k.png"] if DIMENSION_TABLE else []
+)
+
+ESTIMATOR_SETTINGS = {
+    "estimators": DIM["estimators"],
+    "ks": DIM["ks"],
+    "subsample": DIM["subsample"],
+    "bootstrap": DIM["bootstrap"],
+    "seed": DIM["seed"],
+    "mle_unbiased": DIM["mle_unbiased"],
+}
 
 
 rule dimension_teacher:
     """Estimates of one teacher manifold's dimension, for x alone and for (x, y), on its test set."""
     input:
-        "resources/teacher_student/data/d~{d}/test.pt",
+        points="resources/teacher_student/data/d~{d}/test.pt",
     output:
-        "results/dimension/teacher_student/d~{d}.parquet",
+        estimates="results/dimension/teacher_student/d~{d}.parquet",
     params:
         d=lambda wc: int(wc.d),
-        estimators=DIM["estimators"],
-        ks=DIM["ks"],
-        subsample=DIM["subsample"],
-        bootstrap=DIM["bootstrap"],
-        seed=DIM["seed"],
-        mle_unbiased=DIM["mle_unbiased"],
+        **ESTIMATOR_SETTINGS,
     log:
         "results/logs/dimension_teacher/d~{d}.log",
     conda:
@@ -26,17 +41,12 @@ rule dimension_teacher:
 rule dimension_images:
     """Estimates of one image dataset's dimension: its flattened pixels in [0, 1], train and test images."""
     input:
-        dataset_file("{dataset}"),
+        data=DATASET_FILE,
     output:
-        "results/dimension/images/{dataset}.parquet",
+        estimates="results/dimension/images/{dataset}.parquet",
     params:
         dataset=lambda wc: wc.dataset,
-        estimators=DIM["estimators"],
-        ks=DIM["ks"],
-        subsample=DIM["subsample"],
-        bootstrap=DIM["bootstrap"],
-        seed=DIM["seed"],
-        mle_unbiased=DIM["mle_unbiased"],
+        **ESTIMATOR_SETTINGS,
     log:
         "results/logs/dimension_images/{dataset}.log",
     conda:
@@ -48,7 +58,7 @@ rule dimension_images:
 rule aggregate_dimension:
     """All dimension estimates in one table, and the estimate-against-k figure."""
     input:
-        dimension_files(),
+        parts=DIMENSION_FILES,
     output:
         table="results/tables/dimension.parquet",
         figure=report(

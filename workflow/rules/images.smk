@@ -1,10 +1,14 @@
-# Images (seed 000's CIFAR-10 experiment): the ConvNet family per (dataset, P, width), fits, figures.
+# Images (Sharma & Kaplan's CIFAR-10 experiment on any image dataset; scalinglab/images/): the
+# ConvNet family per (dataset, P, width), quantile fits of loss and accuracy against N, figures.
+from scalinglab.images import grid as images_grid
+
+IMG = config["images"]
 
 STAGE_TARGETS["images"] = (
     [
         "results/fits/images.parquet",
         "results/figures/images/dim_vs_dhat.png",
-        *img_scaling_figures(),
+        *images_grid.scaling_figures(IMG),
     ]
     if IMG["enabled"]
     else []
@@ -14,9 +18,9 @@ STAGE_TARGETS["images"] = (
 rule train_images:
     """ConvNet(width) of every seed on a seeded subset of P images; one Parquet per seed (cell)."""
     input:
-        dataset_file("{dataset}"),
+        data=DATASET_FILE,
     output:
-        img_cells("{dataset}", "{P}", "{width}"),
+        cells=images_grid.cells(IMG, "{dataset}", "{P}", "{width}"),
     params:
         dataset=lambda wc: wc.dataset,
         P=lambda wc: wc.P,
@@ -26,15 +30,13 @@ rule train_images:
         batch=IMG["batch"],
         lr=IMG["lr"],
         weight_decay=IMG["weight_decay"],
-        augment=img_augment,
+        augment=lambda wc: images_grid.augment(IMG, wc.dataset),
         device=config["device"],
         checkpoint=lambda wc: f"results/checkpoints/images/dataset~{wc.dataset}/P~{wc.P}/width~{wc.width}.pt",
     threads: config["engine"]["threads"]
     retries: 2  # each attempt gets more memory and runtime, and resumes its checkpoint
     resources:
-        gpu=GPU_JOBS,
-        mem_mb=lambda wc, attempt: 3000 * attempt,
-        runtime=lambda wc, attempt: 120 * attempt,
+        **training_resources(mem_mb=3000, runtime=120),
     wildcard_constraints:
         P=r"\d+|all",
     log:
@@ -50,9 +52,9 @@ rule train_images:
 rule aggregate_images:
     """Concatenate every image cell's Parquet into one tidy table (one row per epoch)."""
     input:
-        img_all_cells(),
+        parts=images_grid.all_cells(IMG),
     output:
-        "results/tables/images.parquet",
+        table="results/tables/images.parquet",
     log:
         "results/logs/aggregate_images.log",
     conda:
@@ -65,10 +67,10 @@ rule fit_images:
     """Quantile regressions of log loss and log accuracy on log N, both epoch rules, bootstrap over seeds."""
     input:
         table="results/tables/images.parquet",
-        dimension=dimension_table,
+        dimension=DIMENSION_TABLE,
     output:
-        table="results/fits/images.parquet",
-        json="results/fits/images.json",
+        fits_table="results/fits/images.parquet",
+        fits_json="results/fits/images.json",
         caption="results/report/images_fits.rst",
     params:
         quantiles=IMG["quantiles"],
@@ -83,17 +85,20 @@ rule fit_images:
 
 
 rule plot_images:
-    """The seed's 2x2 figure for one dataset and train size: violins per N, quantile lines, 4/alpha."""
+    """Liu's 2x2 figure for one dataset and train size: violins per N, quantile lines, 4/alpha."""
     input:
         table="results/tables/images.parquet",
         fits="results/fits/images.parquet",
     output:
-        report(
+        figure=report(
             "results/figures/images/dataset~{dataset}/P~{P}/scaling.png",
             caption=generated_caption("images_fits.rst"),
             category="Images",
             labels={"dataset": "{dataset}", "P": "{P}", "figure": "loss and accuracy against N"},
         ),
+    params:
+        dataset=lambda wc: wc.dataset,
+        P=lambda wc: wc.P,
     wildcard_constraints:
         P=r"\d+|all",
     log:
@@ -108,9 +113,9 @@ rule plot_images_dims:
     """4/alpha of each image dataset against its estimated intrinsic dimension (MLE and TwoNN)."""
     input:
         fits="results/fits/images.parquet",
-        dimension=dimension_table,
+        dimension=DIMENSION_TABLE,
     output:
-        report(
+        figure=report(
             "results/figures/images/dim_vs_dhat.png",
             caption=generated_caption("images_fits.rst"),
             category="Images",

@@ -1,6 +1,10 @@
-# Joint law L(N, P) (issue 6): teacher/student cells on a widths x P grid, each trained for a fixed
-# number of passes over its P points, so compute C = 6 N D grows with P; joint fits, the
-# compute-optimal frontier, an isoFLOP view. Reuses the teacher and data rules of data.smk.
+# The joint law L(N, P) (scalinglab/joint/, fits in scalinglab/laws/joint/): teacher/student cells on
+# a widths x P grid, each trained for a fixed number of passes over its P points, so compute
+# C = 6 N D grows with P; joint fits, the compute-optimal frontier, an isoFLOP view. Its training
+# rule is the teacher/student one, reused; so are the teacher and data rules.
+from scalinglab.joint import grid as joint_grid
+
+JOINT = config["joint"]
 
 STAGE_TARGETS["joint"] = (
     ["results/fits/joint.json", "results/figures/joint/frontier.png", "results/figures/joint/isoflop.png"]
@@ -9,45 +13,26 @@ STAGE_TARGETS["joint"] = (
 )
 
 
-rule train_joint:
-    """Students of every seed for one (d, P, width) of the joint grid, trained as one ensemble."""
-    input:
-        train="resources/teacher_student/data/d~{d}/train_P~{P}.pt",
-        test="resources/teacher_student/data/d~{d}/test.pt",
+use rule train_teacher_student as train_joint with:
     output:
-        joint_cells("{d}", "{P}", "{width}"),
+        cells=joint_grid.cells(JOINT, "{d}", "{P}", "{width}"),
     params:
-        d=lambda wc: int(wc.d),
-        width=lambda wc: int(wc.width),
-        P=lambda wc: wc.P,
         seeds=JOINT["seeds"],
-        schedule=lambda wc: joint_schedule(wc.P),
+        schedule=lambda wc: joint_grid.schedule(JOINT, wc.P),
         n_evals=JOINT["n_evals"],
-        device=config["device"],
-        compile=config["engine"]["compile"],
         checkpoint=lambda wc: f"results/checkpoints/joint/d~{wc.d}/P~{wc.P}/width~{wc.width}.pt",
-    threads: config["engine"]["threads"]
-    retries: 2  # each attempt gets more memory and runtime, and resumes its checkpoint
-    resources:
-        gpu=GPU_JOBS,
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
     log:
         "results/logs/train_joint/d~{d}/P~{P}/width~{width}.log",
     benchmark:
         "results/benchmarks/train_joint/d~{d}/P~{P}/width~{width}.tsv"
-    conda:
-        "../../envs/scalinglab.yaml"
-    script:
-        "../scripts/train_teacher_student.py"  # the same bundle training, on the joint grid
 
 
 rule aggregate_joint:
     """All joint cells in one table, with C = 6 N D per logged step."""
     input:
-        joint_all_cells(),
+        parts=joint_grid.all_cells(JOINT),
     output:
-        "results/tables/joint.parquet",
+        table="results/tables/joint.parquet",
     log:
         "results/logs/aggregate_joint.log",
     conda:
@@ -59,10 +44,10 @@ rule aggregate_joint:
 rule fit_joint:
     """Joint law by every method (bootstrap over seeds, extrapolation error), frontier, figures, caption."""
     input:
-        "results/tables/joint.parquet",
+        table="results/tables/joint.parquet",
     output:
-        table="results/fits/joint.parquet",
-        json="results/fits/joint.json",
+        fits_table="results/fits/joint.parquet",
+        fits_json="results/fits/joint.json",
         caption="results/report/joint.rst",
         loss_vs_n=report(
             "results/figures/joint/loss_vs_n.png",

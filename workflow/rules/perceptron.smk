@@ -1,4 +1,8 @@
-# Implicit bias in the perceptron (seed 001): error against norm, lambda_opt(P), the collapse, gamma.
+# Implicit bias in the perceptron (D'Amico, Bocchi & Negri; scalinglab/perceptron/): error against
+# norm, lambda_opt(P), the collapse, gamma_pred = gamma1 gamma2 against gamma_meas.
+from scalinglab.perceptron import grid as perceptron_grid
+
+PERC = config["perceptron"]
 
 STAGE_TARGETS["perceptron"] = (
     ["results/fits/perceptron.json", "results/figures/perceptron/collapse.png"] if PERC["enabled"] else []
@@ -8,7 +12,7 @@ STAGE_TARGETS["perceptron"] = (
 rule perceptron_sweep:
     """Fixed-norm minimisers for every lambda and seed at one alpha = P/N."""
     output:
-        "results/runs/perceptron/alpha~{alpha}.parquet",
+        solutions="results/runs/perceptron/alpha~{alpha}.parquet",
     params:
         N=PERC["N"],
         alpha=lambda wc: float(wc.alpha),
@@ -28,9 +32,9 @@ rule perceptron_sweep:
 rule analyse_perceptron:
     """gamma1, gamma2 and gamma_pred = gamma1 gamma2 against gamma_meas; the collapse; figures."""
     input:
-        perceptron_runs(),
+        sweeps=perceptron_grid.runs(PERC),
     output:
-        json="results/fits/perceptron.json",
+        fits_json="results/fits/perceptron.json",
         caption="results/report/perceptron.rst",
         curves=report(
             "results/figures/perceptron/error_vs_norm.png",

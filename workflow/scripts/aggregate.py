@@ -1,4 +1,4 @@
 from scalinglab.core.io import concat_parquet
 from scalinglab.core.scripting import run
 
-run(snakemake, concat_parquet, list(snakemake.input), snakemake.output[0])
+run(snakemake, concat_parquet)

@@ -1,17 +1,4 @@
 from scalinglab.core.scripting import run
 from scalinglab.dimension.stage import estimate_images
 
-p = snakemake.params
-run(
-    snakemake,
-    estimate_images,
-    snakemake.input[0],
-    dataset=p.dataset,
-    estimators=list(p.estimators),
-    ks=list(p.ks),
-    subsample=p.subsample,
-    bootstrap=p.bootstrap,
-    seed=p.seed,
-    mle_unbiased=p.mle_unbiased,
-    out_path=snakemake.output[0],
-)
+run(snakemake, estimate_images)

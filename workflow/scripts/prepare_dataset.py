@@ -1,5 +1,4 @@
 from scalinglab.core.scripting import run
-from scalinglab.datasets.prepare import prepare
+from scalinglab.datasets.sources import prepare_file
 
-p = snakemake.params
-run(snakemake, prepare, snakemake.wildcards.dataset, p.root, local_dir=p.local_dir, download=p.download)
+run(snakemake, prepare_file)

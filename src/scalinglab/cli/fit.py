@@ -1,9 +1,11 @@
-"""`scalinglab fit TABLE --x COL --y COL ...`: power-law (or joint-law) fits of a runs table.
+"""`scalinglab fit TABLE --x COL --y COL ...`: power-law (or broken or joint-law) fits of a runs table.
 
 With --json it prints a list, one object per group, with the keys `group`, `slope`, `intercept`,
 `dim` (= 4/|slope|), `ci` ([lo, hi] of the slope), `n_points`, `alpha`, `dim_ci`, `method`,
 `quantile`, `n_sizes`, `n_clusters`, `diagnostics` (plus `bootstrap`, `confidence`, `x`, `y`,
 `epoch_rule`); non-finite numbers are null. Other tools parse this output: keep the keys.
+`--law broken` prints one object per group with a, b, c0, c1, d1, f1 (Caballero et al.'s one-break
+law), `rms_relative_error`, `n_points`, `diagnostics`; `--law joint` the joint fit's own keys.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 
 from scalinglab.core.errors import UserError
 
-LAWS = ("power", "joint")
+LAWS = ("power", "broken", "joint")
 JOINT_METHODS = ("vpro", "chinchilla")
 
 
@@ -72,7 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--law",
         default="power",
         metavar="LAW",
-        help="power (default): log y on log x; joint: L(N, P) through scalinglab.laws.joint.fit",
+        help="power (default): log y on log x; broken: a power law with one break in its slope, "
+        "y = a + b x^-c0 (1 + (x/d1)^(1/f1))^(-c1 f1) (Caballero et al. 2022); joint: L(N, P) = E + A N^-alpha + "
+        "B P^-beta",
     )
     parser.add_argument("--n", metavar="COL", help="joint law: model-size column")
     parser.add_argument("--p", metavar="COL", help="joint law: data-size column")
@@ -93,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.law not in LAWS:
         raise UserError(f"unknown law '{args.law}'; use one of {', '.join(LAWS)}")
-    if args.law == "power" and not args.x:
-        raise UserError("the power law needs --x COL (the size column)")
+    if args.law in ("power", "broken") and not args.x:
+        raise UserError(f"the {args.law} law needs --x COL (the size column)")
+    if args.law == "broken" and (args.quantile is not None or args.bootstrap):
+        raise UserError("--law broken fits by relative least squares without CIs; drop --quantile and --bootstrap")
     if args.law == "joint" and not (args.n and args.p):
         raise UserError("the joint law needs --n COL and --p COL")
     rule = args.epoch_rule or ("final" if args.epoch else "all")
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     frame = read_table(args.table)
-    sizes = [args.x] if args.law == "power" else [args.n, args.p]
+    sizes = [args.n, args.p] if args.law == "joint" else [args.x]
     needed = [args.y, *sizes, *args.group, *args.run] + ([args.epoch] if args.epoch else [])
     require_columns(frame, list(dict.fromkeys(needed)), str(args.table))
     frame = parse_filters(args.filter, frame)
@@ -118,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.law == "joint":
         return _run_joint(args, frame, clusters)
+    if args.law == "broken":
+        return _run_broken(args, frame, rule)
 
     results = fit_groups(
         frame,
@@ -203,6 +211,30 @@ def _table(results, args) -> str:
         name = ", ".join(f"{k}={v}" for k, v in labels.items()) or "all"
         lines += [f"  [{name}] {text}" for text in fit.diagnostics]
     return "\n".join(lines)
+
+
+def _run_broken(args, frame, rule: str) -> int:
+    from scalinglab.laws.broken_power_law import fit_broken_power_law
+
+    groups = frame.groupby(args.group, sort=True, dropna=False) if args.group else [((), frame)]
+    results = []
+    for key, rows in groups:
+        labels = dict(zip(args.group, key if isinstance(key, tuple) else (key,)))
+        labels = {c: (v.item() if hasattr(v, "item") else v) for c, v in labels.items()}
+        try:
+            fit = fit_broken_power_law(rows[args.x].to_numpy(float), rows[args.y].to_numpy(float))
+        except UserError as exc:
+            where = ", ".join(f"{k}={v}" for k, v in labels.items())
+            raise UserError(f"group {where}: {exc}" if where else str(exc)) from None
+        results.append((labels, fit))
+    if args.json:
+        records = [{"group": _json_safe(labels), **fit.to_dict(), "epoch_rule": rule} for labels, fit in results]
+        print(json.dumps(_json_ready(records), indent=2, allow_nan=False))
+    else:
+        for labels, fit in results:
+            name = ", ".join(f"{k}={v}" for k, v in labels.items()) or "all"
+            print(f"[{name}] {fit.summary()}")
+    return 0
 
 
 def _run_joint(args, frame, clusters) -> int:

@@ -195,6 +195,16 @@ def load(path: str | Path) -> dict:
     return validate(raw)
 
 
+def canonical(value):
+    """A config value with its dicts' keys sorted, recursively: Snakemake compares params by their
+    text, and the key order of a YAML file is noise that must not trigger reruns."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
 def parse_train_size(value) -> float:
     """'inf' (or math.inf) -> inf; anything else -> int."""
     if value in ("inf", math.inf) or (isinstance(value, float) and math.isinf(value)):

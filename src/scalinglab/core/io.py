@@ -66,17 +66,11 @@ def read_concat(paths: list) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 
-def concat_parquet(paths: list, out_path) -> pd.DataFrame:
-    """Concatenate Parquet tables (the aggregate rules) and write the result atomically."""
-    frame = read_concat(paths)
-    write_parquet(frame, out_path, {"files": len(paths)})
+def concat_parquet(parts: list, table) -> pd.DataFrame:
+    """Concatenate Parquet tables `parts` (the aggregate rules) and write the result to `table` atomically."""
+    frame = read_concat(parts)
+    write_parquet(frame, table, {"files": len(parts)})
     return frame
-
-
-def read_provenance(path: str | os.PathLike) -> dict:
-    meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(PROVENANCE_KEY)
-    return json.loads(raw) if raw else {}
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:

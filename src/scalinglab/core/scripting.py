@@ -1,4 +1,10 @@
-"""Run a package function from a Snakemake `script:` with its log captured and bad input shown as one line."""
+"""Run a package function from a Snakemake `script:`, with its log captured and bad input shown as one line.
+
+The one convention between a rule and its function: the rule's named input, params and output are
+the function's keyword arguments, by the same names. A file arrives as a path (str), a list of files
+as a list, and an optional input that is absent (an empty list) as None. The script may add
+arguments that change no result, such as the job's threads and the checkpoint interval.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,30 @@ import traceback
 from scalinglab.core.errors import UserError
 
 
+def rule_arguments(snakemake) -> dict:
+    """The named input, params and output of the running job, as keyword arguments."""
+    arguments = {}
+    for kind in ("input", "params", "output"):
+        items = getattr(snakemake, kind)
+        named = dict(items.items())
+        if kind != "params":
+            covered = sum(1 if isinstance(value, str) else len(value) for value in named.values())
+            if covered != len(items):
+                raise ValueError(f"rule {snakemake.rule}: name every {kind} item (the function takes them by name)")
+            named = {key: _files(value) for key, value in named.items()}
+        clash = sorted(set(named) & set(arguments))
+        if clash:
+            raise ValueError(f"rule {snakemake.rule}: {', '.join(clash)} named twice (input, params and output)")
+        arguments.update(named)
+    return arguments
+
+
+def _files(value):
+    if isinstance(value, str):
+        return str(value)
+    return [str(v) for v in value] or None
+
+
 def checkpoint_settings(snakemake) -> dict:
     """The training job's checkpoint arguments: its `checkpoint` param as the file and
     engine.checkpoint_minutes as the interval (0: no checkpoints). The interval is read from the
@@ -17,11 +47,13 @@ def checkpoint_settings(snakemake) -> dict:
     return {"checkpoint": snakemake.params.checkpoint if minutes > 0 else None, "checkpoint_every_s": 60 * minutes}
 
 
-def run(snakemake, function, *args, **kwargs):
-    """Call function(*args, **kwargs) with stdout/stderr sent to the rule's log (if it has one).
+def run(snakemake, function, **extra):
+    """Call function(**rule_arguments(snakemake), **extra) with stdout/stderr sent to the rule's log.
 
+    `extra` adds arguments or replaces params (checkpoint_settings replaces `checkpoint`).
     A UserError ends the job with its one-line message on stderr (and in the log), no traceback.
     """
+    kwargs = {**rule_arguments(snakemake), **extra}
     log_path = snakemake.log[0] if len(snakemake.log) else None
     log = open(log_path, "w", buffering=1) if log_path else None
     try:
@@ -30,7 +62,7 @@ def run(snakemake, function, *args, **kwargs):
                 stack.enter_context(contextlib.redirect_stdout(log))
                 stack.enter_context(contextlib.redirect_stderr(log))
             try:
-                return function(*args, **kwargs)
+                return function(**kwargs)
             except UserError as exc:
                 print(f"error: {exc}", file=sys.__stderr__)
                 print(f"error: {exc}", file=sys.stderr)

@@ -121,6 +121,17 @@ def prepare(
     return path
 
 
+def prepare_file(*, dataset: str, local_dir, download: bool, data) -> Path:
+    """The prepare_dataset rule: build the file `data`, `<root>/<dataset>/data.pt`, with `prepare`."""
+    data = Path(data)
+    path = prepare(dataset, data.parent.parent, local_dir=local_dir, download=download)
+    if path.resolve() != data.resolve():
+        raise UserError(
+            f"{dataset}: the rule asks for {data}, but the dataset's file is {path}; name its folder {dataset}"
+        )
+    return path
+
+
 def load(
     name: str, root: str | os.PathLike, local_dir: str | os.PathLike | None = None, download: bool = True
 ) -> ImageData:

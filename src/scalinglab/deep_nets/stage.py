@@ -44,42 +44,51 @@ GAMMA_KEYS = (
 
 
 def train_cell(
-    dataset_path,
     *,
-    dataset: str,
+    data,
+    cells: list,
     model: str,
+    dataset: str,
     P: int,
     seeds: list,
-    settings: dict,
-    device: str = "auto",
-    threads: int = 1,
-    out_paths: list,
+    epochs: int,
+    batch: int,
+    n_logs: int,
+    test_size: int | None,
+    lr: float,
+    width: int,
+    depth: int | None,
+    device: str,
+    threads: int,
     checkpoint=None,
     checkpoint_every_s: float = 300.0,
 ) -> pd.DataFrame:
-    """Train every seed of one (model, dataset, P) (one job); one Parquet per seed.
+    """Train every seed of one (model, dataset, P) (one job) on the prepared file `data`; one Parquet
+    per seed, `cells` (in the order of `seeds`). width and depth: the family's size knobs (depth None:
+    the family has none).
     checkpoint: a file for the state after an epoch (every checkpoint_every_s seconds); a rerun resumes it."""
     from scalinglab.core.devices import device_for_job, pick_device
     from scalinglab.datasets.image_data import read
-    from scalinglab.deep_nets import training as deepnets
+    from scalinglab.deep_nets.training import train_runs
 
-    if len(out_paths) != len(seeds):
+    if len(cells) != len(seeds):
         raise ValueError("one output path per seed")
     torch.set_num_threads(threads)
-    data = read(dataset_path)
+    images = read(data)
+    settings = dict(epochs=epochs, batch=batch, n_logs=n_logs, test_size=test_size, lr=lr, width=width, depth=depth)
     with device_for_job(pick_device(device)) as dev:
-        frame = deepnets.train_runs(
-            data,
+        frame = train_runs(
+            images,
             model=model,
             P=P,
             seeds=seeds,
-            epochs=settings["epochs"],
-            batch=settings["batch"],
-            lr=settings["lr"],
-            width=settings["width"],
-            depth=settings.get("depth"),
-            n_logs=settings["n_logs"],
-            test_size=settings.get("test_size"),
+            epochs=epochs,
+            batch=batch,
+            lr=lr,
+            width=width,
+            depth=depth,
+            n_logs=n_logs,
+            test_size=test_size,
             device=dev,
             progress=lambda row: print(
                 f"seed {row['seed']} step {row['step']} log R {row['log_norm']:.3f} test error {row['test_error']:.4f}",
@@ -89,7 +98,7 @@ def train_cell(
             checkpoint_every_s=checkpoint_every_s,
         )
         device_name = str(dev)
-    for seed, path in zip(seeds, out_paths):
+    for seed, path in zip(seeds, cells):
         part = frame[frame["seed"] == int(seed)].reset_index(drop=True)
         if (part["status"] != "ok").any():
             print(f"warning: {model} on {dataset}, P = {P}, seed {seed} diverged", file=sys.stderr)
@@ -111,7 +120,17 @@ def train_cell(
 
 
 def analyse_pair(
-    paths: list, *, model: str, dataset: str, window, upper_fraction: float, error: str, json_path, figures: dict
+    *,
+    runs: list,
+    fits_json,
+    curves,
+    collapse,
+    learning,
+    model: str,
+    dataset: str,
+    window,
+    upper_fraction: float,
+    error: str,
 ) -> dict:
     """gamma1, gamma2, gamma_pred vs gamma_meas for one (model, dataset); its three figures.
 
@@ -122,7 +141,7 @@ def analyse_pair(
     from scalinglab.laws.implicit_bias import figures as implicit_bias_figures
     from scalinglab.laws.implicit_bias.analysis import analyse
 
-    frame = read_concat(paths)
+    frame = read_concat(runs)
     bad = frame[frame["status"] != "ok"][["P", "seed"]].drop_duplicates()
     if len(bad):
         print(f"warning: leaving out {len(bad)} diverged runs: {bad.to_dict('records')}", file=sys.stderr)
@@ -153,28 +172,27 @@ def analyse_pair(
     except UserError as exc:
         summary.update({k: math.nan for k in GAMMA_KEYS}, status="unresolved", message=str(exc))
         print(f"note: {model} on {dataset}: the laws could not be measured: {exc}", file=sys.stderr)
-        raw_curves(ok if not ok.empty else frame, error, figures["curves"])
-        for key in ("collapse", "learning"):
-            message_figure(f"{model} on {dataset}: not measured\n{exc}", figures[key])
+        raw_curves(ok if not ok.empty else frame, error, curves)
+        for path in (collapse, learning):
+            message_figure(f"{model} on {dataset}: not measured\n{exc}", path)
     else:
         summary.update(result.to_dict(), status="ok", message="")
         implicit_bias_figures.error_vs_norm(
-            result.curves, figures["curves"], xlabel="spectral complexity R", ylabel=error.replace("_", " ")
+            result.curves, curves, xlabel="spectral complexity R", ylabel=error.replace("_", " ")
         )
-        implicit_bias_figures.collapse(result.collapse, result.window, figures["collapse"])
-        implicit_bias_figures.learning_curve(result, figures["learning"])
+        implicit_bias_figures.collapse(result.collapse, result.window, collapse)
+        implicit_bias_figures.learning_curve(result, learning)
         print(result.summary())
-    write_text(json_path, json.dumps(summary, indent=1, default=float))
+    write_text(fits_json, json.dumps(summary, indent=1, default=float))
     return summary
 
 
-def gamma_table(
-    json_paths: list, *, perceptron_json=None, parquet_path, json_path, caption_path, figure_path
-) -> pd.DataFrame:
-    """All (model, dataset) results (and the perceptron's, if given) as one table laid out like the
-    talk's: model, dataset, gamma_pred, gamma_meas, their SEs, and the talk's values beside them."""
+def gamma_table(*, fits: list, perceptron, fits_table, fits_json, caption, figure) -> pd.DataFrame:
+    """All (model, dataset) results, the JSON files `fits` (and the perceptron's, if given), as one
+    table laid out like the talk's: model, dataset, gamma_pred, gamma_meas, their SEs, and the talk's
+    values beside them."""
     rows = []
-    for path in json_paths:
+    for path in fits:
         s = json.loads(Path(path).read_text())
         rows.append(
             {
@@ -185,8 +203,8 @@ def gamma_table(
                 "message": s["message"],
             }
         )
-    if perceptron_json is not None:
-        s = json.loads(Path(perceptron_json).read_text())
+    if perceptron is not None:
+        s = json.loads(Path(perceptron).read_text())
         rows.append(
             {
                 "model": "perceptron",
@@ -199,12 +217,12 @@ def gamma_table(
     table = pd.DataFrame(rows)
     table["talk_gamma_pred"] = [TALK.get((m, d), (math.nan, math.nan))[0] for m, d in zip(table.model, table.dataset)]
     table["talk_gamma_meas"] = [TALK.get((m, d), (math.nan, math.nan))[1] for m, d in zip(table.model, table.dataset)]
-    write_parquet(table, parquet_path, {"files": [str(p) for p in json_paths]})
-    write_text(json_path, json.dumps(table.to_dict("records"), indent=1, default=float))
-    caption = _caption(table)
-    write_text(caption_path, caption)
-    gamma_figure(table, figure_path)
-    print(caption)
+    write_parquet(table, fits_table, {"files": [str(p) for p in fits]})
+    write_text(fits_json, json.dumps(table.to_dict("records"), indent=1, default=float))
+    text = _caption(table)
+    write_text(caption, text)
+    gamma_figure(table, figure)
+    print(text)
     return table
 
 

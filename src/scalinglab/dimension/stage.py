@@ -18,27 +18,28 @@ from scalinglab.dimension.figures import dimension_vs_k
 
 
 def estimate_teacher(
-    test_path,
     *,
+    points,
+    estimates,
     d: int,
     estimators: list[str],
     ks: list[int],
     subsample: int | None,
     bootstrap: int,
     seed: int,
-    out_path,
-    mle_unbiased: bool = False,
+    mle_unbiased: bool,
 ) -> pd.DataFrame:
-    """TwoNN and MLE(k) of one teacher manifold: rows for points x and for points (x, y)."""
+    """TwoNN and MLE(k) of one teacher manifold from its test points (a file): rows for x and for
+    (x, y), written to `estimates`."""
     from scalinglab.dimension.estimators import estimate
 
-    data = torch.load(test_path)
+    data = torch.load(points)
     x, y = data["x"].double().numpy(), data["y"].double().numpy()
-    width = int(data["width"])
+    width = int(data["embedding_width"])
     frames = []
-    for target, points in (("x", x), ("xy", np.column_stack([x, y]))):
+    for target, cloud in (("x", x), ("xy", np.column_stack([x, y]))):
         est = estimate(
-            points,
+            cloud,
             estimators=estimators,
             ks=ks,
             subsample=subsample,
@@ -54,21 +55,21 @@ def estimate_teacher(
     frame.insert(2, "embedding_width", width)
     frame.insert(3, "manifold_dim", min(d, width))
     frame["note"] = "d >= embedding width: the manifold is the width's" if d >= width else ""
-    write_parquet(frame, out_path, {"d": d, "estimators": estimators, "ks": ks, "subsample": subsample})
+    write_parquet(frame, estimates, {"d": d, "estimators": estimators, "ks": ks, "subsample": subsample})
     return frame
 
 
 def estimate_images(
-    data_path,
     *,
+    data,
+    estimates,
     dataset: str,
     estimators: list[str],
     ks: list[int],
     subsample: int | None,
     bootstrap: int,
     seed: int,
-    out_path,
-    mle_unbiased: bool = False,
+    mle_unbiased: bool,
 ) -> pd.DataFrame:
     """TwoNN and MLE(k) of one image dataset: flattened pixels scaled to [0, 1], train and test
     images together, at their stored resolution (digits' 8x8, not the ConvNet's upsampled 16x16:
@@ -76,8 +77,8 @@ def estimate_images(
     from scalinglab.datasets.image_data import read
     from scalinglab.dimension.estimators import estimate
 
-    data = read(data_path)
-    x = torch.cat([data.train_x, data.test_x]).flatten(1)
+    images = read(data)
+    x = torch.cat([images.train_x, images.test_x]).flatten(1)
     points = x.double().numpy() / (255.0 if x.dtype == torch.uint8 else 1.0)
     frame = estimate(
         points,
@@ -97,19 +98,20 @@ def estimate_images(
     frame["note"] = ""  # non-empty notes flag teachers whose d >= the embedding width
     write_parquet(
         frame,
-        out_path,
+        estimates,
         {
             "dataset": dataset,
             "estimators": estimators,
             "ks": ks,
             "subsample": subsample,
-            "dataset_md5": data.meta.get("content_md5"),
+            "dataset_md5": images.meta.get("content_md5"),
         },
     )
     return frame
 
 
-def aggregate_and_plot(paths: list, table_path, figure_path) -> pd.DataFrame:
-    frame = concat_parquet(paths, table_path)
-    dimension_vs_k(frame, figure_path)
+def aggregate_and_plot(*, parts: list, table, figure) -> pd.DataFrame:
+    """All estimate files in one table, and the estimate-against-k figure."""
+    frame = concat_parquet(parts, table)
+    dimension_vs_k(frame, figure)
     return frame

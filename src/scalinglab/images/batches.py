@@ -1,4 +1,4 @@
-"""Image batches on the training device: uint8 images resident there, the seed's flip + crop
+"""Image batches on the training device: uint8 images resident there, Liu's flip + crop
 augmentation as one indexing op, normalisation fused into the gather, and each seed's epoch order
 and augmentation draws from its own generator. No DataLoader and no per-image transforms: those
 cost a plain loop ~200 µs per image on a small CPU, more than the model step (benchmarks/cnn.py).
@@ -35,7 +35,7 @@ def upsample_small(data: ImageData) -> ImageData:
 
 
 def default_padding(data: ImageData) -> int:
-    """The seed's 4 pixels on 32×32 CIFAR scaled with the image: 4 on 28 or 32, 2 on 16."""
+    """Liu's 4 pixels on 32×32 CIFAR scaled with the image: 4 on 28 or 32, 2 on 16."""
     return max(1, round(min(data.shape[1:]) / 8))
 
 

@@ -1,9 +1,10 @@
-"""The seed's CIFAR-10 ConvNet family, a batched ensemble of it, and batched flip+crop augmentation.
+"""Liu's CIFAR-10 ConvNet family (github yuxi-liu-wired/scaling-law-by-data-manifold, a replication of
+Sharma & Kaplan's CIFAR-10 study) and a batched ensemble of it.
 
 ConvNet(c): conv3x3(c, pad 1) ReLU maxpool2 → conv3x3(2c, pad 1) ReLU maxpool2 → conv3x3(2c, no pad)
 ReLU → flatten → FC 64 ReLU → FC classes. On CIFAR-10 (3×32×32, 10 classes) the spatial size goes
 32 → 16 → 8 → 6 and the parameter count is 54c² + 4640c + 714: 5,408 at c = 1 … 115,114 at c = 20,
-the seed's 20 sizes.
+Liu's 20 sizes.
 
 ConvNetEnsemble trains E members of the same c as one model: the members' channels are stacked
 (grouped convolutions, groups = E) and the FC layers are batched matrix products. Every parameter
@@ -27,7 +28,7 @@ from scalinglab.core.errors import UserError
 
 CIFAR_SHAPE = (3, 32, 32)
 HIDDEN = 64
-SEED_WIDTHS = tuple(range(1, 21))  # the seed's 20 channel counts: 5,408 … 115,114 parameters
+SEED_WIDTHS = tuple(range(1, 21))  # Liu's 20 channel counts: 5,408 … 115,114 parameters
 
 
 def final_spatial(height: int, width: int) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Figures of the image stage: the seed's 2x2 scaling figure and 4/alpha against the estimated d."""
+"""Figures of the image stage: Liu's 2x2 scaling figure and 4/alpha against the estimated d."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 rules side by side, and the report caption.
 
 Epoch rules:
-  - "all":   every epoch of every run is a point, as the seed fitted its TensorBoard logs. Early
+  - "all":   every epoch of every run is a point, as Liu fitted the TensorBoard logs. Early
              epochs of large models sit among late epochs of small ones, so this measures a mix of
              size and training time; the quantiles pick the envelope.
   - "final": one point per run, its last epoch: the loss of the trained model, which is what the
@@ -19,7 +19,7 @@ from scalinglab.core.errors import UserError
 from scalinglab.core.rst import simple_table
 from scalinglab.dimension.table import x_estimates
 
-# metric column -> (split, kind); accuracy grows with N (slope +4/d in the seed), loss falls
+# metric column -> (split, kind); accuracy grows with N (slope +4/d in Liu's replication), loss falls
 METRICS = {
     "train_loss": ("train", "loss"),
     "val_loss": ("validation", "loss"),
@@ -46,7 +46,8 @@ def fit_images(table: pd.DataFrame, *, quantiles, bootstrap: int, seed: int = 0)
     Columns: the group keys, split (train/validation), kind (loss/accuracy), then fits_to_frame's
     (slope, ci_lo/ci_hi, dim = 4/|slope| with dim_lo/dim_hi, n_points, diagnostics, ...).
     """
-    from scalinglab.laws.power_law import DIAGNOSTICS_SEPARATOR, fit_groups, fits_to_frame, select_epochs
+    from scalinglab.laws.inputs import select_epochs
+    from scalinglab.laws.power_law import DIAGNOSTICS_SEPARATOR, fit_groups, fits_to_frame
 
     ok, notes = usable_rows(table)
     if ok.empty:
@@ -108,9 +109,9 @@ def caption(fits: pd.DataFrame, dims: pd.DataFrame | None, k: int) -> str:
     middle = middle_quantile(qs)
     est = estimated_dims(dims, k).set_index("dataset")
     lines = [
-        "The seed's ConvNet family (conv c, 2c, 2c; FC 64) on image data: slope of log(metric) against",
+        "Liu's ConvNet family (conv c, 2c, 2c; FC 64) on image data: slope of log(metric) against",
         "log N by quantile regression at q = " + ", ".join(f"{q:g}" for q in qs) + ", with epoch rule *all*",
-        "(every epoch of every run, as the seed fitted) and *final* (each run's last epoch). 4/alpha =",
+        "(every epoch of every run, as Liu fitted) and *final* (each run's last epoch). 4/alpha =",
         "4/\\|slope\\|; brackets: 95% CI from a bootstrap over seeds. Sharma & Kaplan predict 4/alpha = d.",
         "",
     ]

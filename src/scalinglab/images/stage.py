@@ -1,4 +1,4 @@
-"""The image stage of the workflow (seed 000's CIFAR-10 experiment on any image dataset).
+"""The image stage of the workflow (Liu's CIFAR-10 replication of Sharma & Kaplan, on any image dataset).
 
 One function per rule: train a bundle (all seeds of one dataset, P, width) into one Parquet per
 cell; fit log(loss) and log(accuracy) against log N by quantile regression with both epoch rules
@@ -21,7 +21,7 @@ from scalinglab.images.fits import caption as fits_caption
 from scalinglab.images.fits import estimated_dims, fit_images, headline, usable_rows
 
 EXPERIMENT = "images"
-# The seed's flip + crop suits natural images and clothes; a mirrored digit is another symbol.
+# Liu's flip + crop suits natural images and clothes; a mirrored digit is another symbol.
 AUTO_AUGMENT = {
     "cifar10": "flip_crop",
     "cifar100": "flip_crop",
@@ -33,7 +33,7 @@ AUTO_AUGMENT = {
 
 def augmentation(dataset: str, mode: str) -> str:
     """The augmentation of one dataset: `mode` ("auto" or a mode) is its entry in images.augment,
-    which the workflow looks up (common.smk, img_augment); "auto" picks the dataset's usual one."""
+    which the workflow looks up (images.smk, img_augment); "auto" picks the dataset's usual one."""
     if mode != "auto":
         return mode
     if dataset not in AUTO_AUGMENT:
@@ -50,8 +50,9 @@ def parse_P(P) -> int | None:
 
 
 def train_bundle(
-    data_path,
     *,
+    data,
+    cells: list,
     dataset: str,
     P,
     width: int,
@@ -61,28 +62,28 @@ def train_bundle(
     lr: float,
     weight_decay: float,
     augment,
-    device: str = "auto",
-    threads: int = 1,
-    out_paths: list,
+    device: str,
+    threads: int,
     checkpoint=None,
     checkpoint_every_s: float = 300.0,
 ) -> pd.DataFrame:
-    """ConvNet(width) for every seed on a seeded subset of P images of one dataset; one Parquet per seed.
+    """ConvNet(width) for every seed on a seeded subset of P images of one dataset (the prepared file
+    `data`); one Parquet per seed, `cells` (in the order of `seeds`).
     checkpoint: a file for the state after an epoch (every checkpoint_every_s seconds); a rerun resumes it."""
     from scalinglab.core.devices import device_for_job, pick_device
     from scalinglab.core.provenance import provenance
     from scalinglab.datasets.image_data import read
-    from scalinglab.images import training as images
+    from scalinglab.images.training import train_cells
 
-    if len(out_paths) != len(seeds):
+    if len(cells) != len(seeds):
         raise ValueError("one output path per seed")
     torch.set_num_threads(threads)
-    data = read(data_path)
+    images = read(data)
     mode = augmentation(dataset, augment)
     started = time.perf_counter()
     with device_for_job(pick_device(device)) as dev:
-        frame = images.train_cells(
-            data,
+        frame = train_cells(
+            images,
             widths=[width],
             seeds=seeds,
             P=parse_P(P),
@@ -111,9 +112,9 @@ def train_bundle(
         "lr": lr,
         "weight_decay": weight_decay,
         "augment": mode,
-        "dataset_md5": data.meta.get("content_md5"),
+        "dataset_md5": images.meta.get("content_md5"),
     }
-    for seed, path in zip(seeds, out_paths):
+    for seed, path in zip(seeds, cells):
         cell = frame[frame["seed"] == seed].reset_index(drop=True)
         write_parquet(cell, path, provenance({**settings, "seed": seed}, str(dev), seconds))
     discard(checkpoint)  # every cell is written: the run is complete
@@ -132,47 +133,47 @@ def _progress(label: str):
 
 
 def fit_and_write(
-    table_path,
     *,
+    table,
+    dimension,
+    fits_table,
+    fits_json,
+    caption,
     quantiles,
     bootstrap: int,
-    table_out,
-    json_out,
-    caption_out,
-    dimension_path=None,
-    reference_k: int = 20,
+    reference_k: int,
 ) -> pd.DataFrame:
-    """The fit rule: fits table (Parquet), the same as JSON, and the report caption."""
-    table = pd.read_parquet(table_path)
-    fits = fit_images(table, quantiles=quantiles, bootstrap=bootstrap)
-    write_parquet(fits, table_out, {"quantiles": list(quantiles), "bootstrap": bootstrap})
-    write_text(json_out, json.dumps(json.loads(fits.to_json(orient="records")), indent=1))
-    dims = pd.read_parquet(dimension_path) if dimension_path else None
+    """The fit rule: the fits of the runs table `table` as Parquet and JSON, and the report caption
+    (with the datasets' estimated dimensions when `dimension`, the dimension table, is given)."""
+    fits = fit_images(pd.read_parquet(table), quantiles=quantiles, bootstrap=bootstrap)
+    write_parquet(fits, fits_table, {"quantiles": list(quantiles), "bootstrap": bootstrap})
+    write_text(fits_json, json.dumps(json.loads(fits.to_json(orient="records")), indent=1))
+    dims = pd.read_parquet(dimension) if dimension else None
     text = fits_caption(fits, dims, reference_k)
-    write_text(caption_out, text)
+    write_text(caption, text)
     print(text)
     return fits
 
 
-def plot_scaling(table_path, fits_path, *, dataset: str, P, path) -> None:
-    """The seed's 2x2 figure (train/validation x loss/accuracy) of one dataset and train size."""
+def plot_scaling(*, table, fits, figure, dataset: str, P) -> None:
+    """Liu's 2x2 figure (train/validation x loss/accuracy) of one dataset and train size."""
     from scalinglab.images import figures
 
-    table, _ = usable_rows(pd.read_parquet(table_path))
-    rows = table[(table["dataset"] == dataset) & (table["train_size"] == str(P))]
+    runs, _ = usable_rows(pd.read_parquet(table))
+    rows = runs[(runs["dataset"] == dataset) & (runs["train_size"] == str(P))]
     if rows.empty:
-        raise UserError(f"images: no runs of {dataset} at P={P} in {table_path}")
-    fits = pd.read_parquet(fits_path)
+        raise UserError(f"images: no runs of {dataset} at P={P} in {table}")
+    fitted = pd.read_parquet(fits)
     count = int(rows["P"].iloc[0])
-    sub = fits[(fits["dataset"] == dataset) & (fits["P"] == count)]
+    sub = fitted[(fitted["dataset"] == dataset) & (fitted["P"] == count)]
     seeds, epochs = rows["seed"].nunique(), int(rows["epoch"].max())
-    figures.scaling_grid(rows, sub, path, title=f"{dataset}: P = {count:,} images, {seeds} seeds, {epochs} epochs")
+    figures.scaling_grid(rows, sub, figure, title=f"{dataset}: P = {count:,} images, {seeds} seeds, {epochs} epochs")
 
 
-def plot_dims(fits_path, *, path, dimension_path=None, reference_k: int = 20) -> None:
-    """4/alpha of every dataset against its estimated intrinsic dimension."""
+def plot_dims(*, fits, dimension, figure, reference_k: int) -> None:
+    """4/alpha of every dataset against its estimated intrinsic dimension (from the dimension table)."""
     from scalinglab.images import figures
 
-    fits = pd.read_parquet(fits_path)
-    dims = pd.read_parquet(dimension_path) if dimension_path else None
-    figures.dim_vs_estimate(headline(fits), estimated_dims(dims, reference_k), reference_k, path)
+    fitted = pd.read_parquet(fits)
+    dims = pd.read_parquet(dimension) if dimension else None
+    figures.dim_vs_estimate(headline(fitted), estimated_dims(dims, reference_k), reference_k, figure)

@@ -1,13 +1,14 @@
-"""Train the seed's ConvNet family on image datasets, fast; one tidy row per (width, seed, epoch).
+"""Train Liu's ConvNet family on image datasets, fast; one tidy row per (width, seed, epoch).
 
-The recipe is the seed's CIFAR-10 script: AdamW (lr 5e-4, PyTorch's default weight decay 0.01),
-batch 128 with the last partial batch kept (DataLoader's default), cross-entropy, random flip +
-4-pixel-padded crop, per-epoch evaluation on the test split. Three deliberate differences:
-  - validation images are NOT augmented (the seed's val_loader reused the training transform);
-  - losses are per-example means (the seed averaged batch means, over-weighting the last batch);
-  - inputs are normalised with the dataset's per-channel mean/std (the seed used 0.5/0.5).
+The recipe is Liu's CIFAR-10 script (github yuxi-liu-wired/scaling-law-by-data-manifold): AdamW
+(lr 5e-4, PyTorch's default weight decay 0.01), batch 128 with the last partial batch kept
+(DataLoader's default), cross-entropy, random flip + 4-pixel-padded crop, per-epoch evaluation on
+the test split. Three deliberate differences:
+  - validation images are NOT augmented (Liu's val_loader reused the training transform);
+  - losses are per-example means (Liu's script averaged batch means, over-weighting the last batch);
+  - inputs are normalised with the dataset's per-channel mean/std (Liu's used 0.5/0.5).
 train_loss/train_acc are averages over the epoch's (augmented) training batches while the weights
-move, as the seed's TensorBoard scalars were; no extra clean pass over the training set.
+move, as Liu's TensorBoard scalars were; no extra clean pass over the training set.
 
 Why it is fast: the images stay on the device as uint8; each batch is gathered, augmented (one
 indexing op for crop + flip) and normalised there, with no DataLoader or per-image transforms (these

@@ -26,11 +26,11 @@ def add_compute(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(C=6.0 * frame["N"].astype(float) * frame["samples"].astype(float))
 
 
-def aggregate(paths: list, out_path) -> pd.DataFrame:
+def aggregate(*, parts: list, table) -> pd.DataFrame:
     """Concatenate the cells (one Parquet each), label them, add C; one tidy table."""
-    frame = read_concat(paths)
+    frame = read_concat(parts)
     frame = add_compute(frame.assign(experiment=EXPERIMENT))
-    write_parquet(frame, out_path, {"cells": len(paths)})
+    write_parquet(frame, table, {"cells": len(parts)})
     return frame
 
 
@@ -114,7 +114,7 @@ def _law_in_samples(fit, passes: float):
     return law
 
 
-def caption(summary: dict) -> str:
+def fits_caption(summary: dict) -> str:
     """RST caption with the fitted numbers of every method."""
     lines = [
         f"Joint law L(N, P) = E + A N^-alpha + B P^-beta on {summary['cells']} teacher/student cells "
@@ -162,13 +162,22 @@ def caption(summary: dict) -> str:
 
 
 def fit_and_plot(
-    table_path, *, methods: list[str], bootstrap: int, fits_path, json_path, caption_path, figures: dict
+    *,
+    table,
+    fits_table,
+    fits_json,
+    caption,
+    loss_vs_n,
+    loss_vs_p,
+    frontier,
+    isoflop,
+    methods: list[str],
+    bootstrap: int,
 ) -> dict:
     """The fit rule: fits (Parquet + JSON), the four figures, the report caption."""
-    from scalinglab.joint import figures as joint_plots
+    from scalinglab.joint import figures
 
-    table = pd.read_parquet(table_path)
-    summary, fits, cells = fit_stage(table, methods=methods, bootstrap=bootstrap)
+    summary, fits, cells = fit_stage(pd.read_parquet(table), methods=methods, bootstrap=bootstrap)
     rows = []
     for method, fit in summary["fits"].items():
         row = {"method": method}
@@ -184,16 +193,16 @@ def fit_and_plot(
         rows.append(row)
     write_parquet(
         pd.DataFrame(rows).astype({c: float for c in ("alloc_a_lo", "alloc_a_hi", "alloc_b_lo", "alloc_b_hi")}),
-        fits_path,
+        fits_table,
         {"methods": methods, "bootstrap": bootstrap},
     )
-    write_text(json_path, json.dumps(summary, indent=1))
+    write_text(fits_json, json.dumps(summary, indent=1))
     primary = fits[methods[0]]
-    joint_plots.loss_vs_n(cells, primary, figures["loss_vs_n"])
-    joint_plots.loss_vs_p(cells, primary, figures["loss_vs_p"])
-    joint_plots.frontier(summary, methods[0], cells, figures["frontier"])
-    joint_plots.isoflop(cells, _law_in_samples(primary, summary["passes"]), summary["passes"], figures["isoflop"])
-    text = caption(summary)
-    write_text(caption_path, text)
+    figures.loss_vs_n(cells, primary, loss_vs_n)
+    figures.loss_vs_p(cells, primary, loss_vs_p)
+    figures.frontier(summary, methods[0], cells, frontier)
+    figures.isoflop(cells, _law_in_samples(primary, summary["passes"]), summary["passes"], isoflop)
+    text = fits_caption(summary)
+    write_text(caption, text)
     print(text)
     return summary

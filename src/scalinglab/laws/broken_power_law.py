@@ -92,7 +92,7 @@ def _bpl_inputs(x, y) -> tuple[np.ndarray, np.ndarray]:
 def fit_broken_power_law(x, y) -> BrokenPowerLawFit:
     """Fit Caballero et al.'s one-break law to a single-axis curve (x > 0, y > 0).
 
-    Relative least squares (see joint_vpro: noise in losses is multiplicative). A grid over the
+    Relative least squares (see laws/joint/vpro.py: noise in losses is multiplicative). A grid over the
     break position d1 (log-spaced over the observed x), the sharpness f1 and both exponents, with
     (a, b) >= 0 solved exactly at every grid point, picks the basin; least squares on all six
     parameters then polishes it.

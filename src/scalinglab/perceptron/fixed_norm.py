@@ -313,7 +313,7 @@ def sweep(
 
     `lambdas` (margin scales) is an array shared by every alpha, or a function alpha -> array (to
     follow lambda_opt, which grows with alpha). Columns: alpha, P, N, seed, lam, norm (= lam^2, the
-    seed's lambda = |weights|^2 / N), error, grad_norm (bound,
+    the paper's lambda = |weights|^2 / N), error, grad_norm (bound,
     in radians, on the angle to the exact minimiser), converged, error_hebb (the lambda -> 0 error
     of that data set), rel_error = error / error_hebb (the error the theory's laws are stated for),
     multiplier, newton_steps, seconds (per alpha and seed).

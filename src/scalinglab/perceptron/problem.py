@@ -6,10 +6,10 @@ Delta_mu = y_mu w . x_mu / sqrt(N) inside the cross-entropy (pseudo-likelihood) 
 
     L_lambda(w) = sum_mu [log 2cosh(lambda Delta_mu) - lambda Delta_mu] = sum_mu softplus(-2 lambda Delta_mu).
 
-That is the seed's model with weights lambda w, whose squared norm is lambda^2 N: the seed's norm
+That is the paper's model with weights lambda w, whose squared norm is lambda^2 N: the paper's norm
 (|w|^2 = lambda_seed N) is lambda_seed = lambda^2. In this module `lam` is the margin scale lambda;
-the tables also carry `norm` = lambda^2, the seed's lambda, which the laws' exponents refer to
-(in the scale, gamma1 would come out twice and gamma2 half the seed's).
+the tables also carry `norm` = lambda^2, the paper's lambda, which the laws' exponents refer to
+(in the scale, gamma1 would come out twice and gamma2 half the paper's).
 
 lambda -> 0 gives the Hebbian rule (w ~ sum_mu y_mu x_mu), lambda -> infinity the max-margin
 perceptron. The generalisation error is eps = arccos(R)/pi with R the teacher-student overlap.

@@ -13,13 +13,13 @@ from scalinglab.core.io import read_concat, write_parquet, write_text
 
 
 def lambda_grid(alpha: float, low: float, high: float, count: int) -> np.ndarray:
-    """The norms (the seed's lambda = |w|^2/N) of one alpha: log-spaced over [low*alpha^2, high*alpha^2],
+    """The norms (the paper's lambda = |w|^2/N) of one alpha: log-spaced over [low*alpha^2, high*alpha^2],
     following lambda_opt ~ alpha^2."""
     return np.geomspace(low * alpha**2, high * alpha**2, count)
 
 
-def sweep_alpha(*, N: int, alpha: float, seeds: list[int], lambdas: dict, threads: int, out_path) -> pd.DataFrame:
-    """Fixed-norm solutions for every lambda and seed at one alpha (one job)."""
+def sweep_alpha(*, N: int, alpha: float, seeds: list[int], lambdas: dict, threads: int, solutions) -> pd.DataFrame:
+    """Fixed-norm solutions for every lambda and seed at one alpha (one job), written to `solutions`."""
     from scalinglab.perceptron.fixed_norm import sweep
 
     torch.set_num_threads(threads)
@@ -28,17 +28,18 @@ def sweep_alpha(*, N: int, alpha: float, seeds: list[int], lambdas: dict, thread
     unconverged = int((~frame["converged"]).sum())
     if unconverged:
         print(f"warning: {unconverged} of {len(frame)} solutions did not converge", file=sys.stderr)
-    write_parquet(frame, out_path, {"N": N, "alpha": alpha, "seeds": seeds, "lambdas": lambdas})
+    write_parquet(frame, solutions, {"N": N, "alpha": alpha, "seeds": seeds, "lambdas": lambdas})
     return frame
 
 
-def analyse_and_plot(paths: list, *, window, upper_fraction: float, json_path, caption_path, figures: dict):
-    """gamma1, gamma2, gamma_pred vs gamma_meas on the relative error; figures; the report caption."""
+def analyse_and_plot(*, sweeps: list, fits_json, caption, curves, collapse, learning, window, upper_fraction: float):
+    """gamma1, gamma2, gamma_pred vs gamma_meas on the relative error of the sweeps; the three
+    figures `curves`, `collapse` and `learning`; the report caption."""
     from scalinglab.laws.implicit_bias import figures as implicit_bias_figures
     from scalinglab.laws.implicit_bias.analysis import analyse
 
-    frame = read_concat(paths)
-    # the seed's norm lambda = |w|^2/N; the parabola at each minimum spans +-1 in ln lambda
+    frame = read_concat(sweeps)
+    # the paper's norm lambda = |w|^2/N; the parabola at each minimum spans +-1 in ln lambda
     # (+-0.5 in the margin scale sqrt(lambda), as the analysis was tuned)
     result = analyse(
         frame,
@@ -54,12 +55,12 @@ def analyse_and_plot(paths: list, *, window, upper_fraction: float, json_path, c
     summary["N"] = int(frame["N"].iloc[0])
     summary["alphas"] = sorted(float(a) for a in frame["alpha"].unique())
     summary["unconverged"] = int((~frame["converged"]).sum())
-    write_text(json_path, json.dumps(summary, indent=1, default=float))
-    implicit_bias_figures.error_vs_norm(result.curves, figures["curves"], xlabel="norm λ = |w|²/N", ylabel="ε / ε(λ=0)")
-    implicit_bias_figures.collapse(result.collapse, result.window, figures["collapse"])
-    implicit_bias_figures.learning_curve(result, figures["learning"])
+    write_text(fits_json, json.dumps(summary, indent=1, default=float))
+    implicit_bias_figures.error_vs_norm(result.curves, curves, xlabel="norm λ = |w|²/N", ylabel="ε / ε(λ=0)")
+    implicit_bias_figures.collapse(result.collapse, result.window, collapse)
+    implicit_bias_figures.learning_curve(result, learning)
     gap = result.gamma_pred - result.gamma_meas
-    caption = (
+    text = (
         f"Perceptron (N = {summary['N']}, α = P/N in {summary['alphas'][0]:g}…{summary['alphas'][-1]:g}, "
         f"{frame['seed'].nunique()} seeds, "
         f"{frame['norm'].nunique() // frame['alpha'].nunique()} norms λ = ‖w‖²/N per α), "
@@ -73,7 +74,7 @@ def analyse_and_plot(paths: list, *, window, upper_fraction: float, json_path, c
         f"difference {gap:+.3f}\n"
     )
     if result.edge_minima:
-        caption += f"- minima on the grid's edge (left out): P = {result.edge_minima}\n"
-    write_text(caption_path, caption)
-    print(caption)
+        text += f"- minima on the grid's edge (left out): P = {result.edge_minima}\n"
+    write_text(caption, text)
+    print(text)
     return result

@@ -35,7 +35,7 @@ def gd_trajectory(
     The norm lambda(t) = |w(t)|/sqrt(N) grows with time. `lr` defaults to 1/L with L the largest
     eigenvalue of sum_mu A_mu A_mu^T (A_mu = y_mu x_mu / sqrt(N)), the loss's smoothness constant
     since phi'' <= 1: every step then lowers the loss. Returns about `records` rows logged at
-    log-spaced steps: step, time (= step * lr), lam, norm (= lam^2, the seed's lambda), error, loss;
+    log-spaced steps: step, time (= step * lr), lam, norm (= lam^2, the paper's lambda), error, loss;
     attrs hold P, N, seed, lr.
     With return_weights, returns (frame, weights (records, N)) instead.
     """
@@ -85,7 +85,7 @@ def envelope_relative_error(lam) -> np.ndarray:
     G = lambda^2 E[phi'(lambda|z|)^2], H = lambda^2 E[phi''(lambda|z|)] + lambda E[-phi'(lambda|z|)|z|]
     (the last term is the sphere's multiplier). Normalised by the Hebbian value (lambda -> 0,
     angle^2 = pi / (2 alpha)), eps(lambda)/eps(0) -> sqrt(2 G / (pi H^2)): 1 at lambda = 0, and
-    ~ lambda^(-1/2) for lambda >> 1 (lambda the margin scale here). In the seed's norm lambda^2 that
+    ~ lambda^(-1/2) for lambda >> 1 (lambda the margin scale here). In the paper's norm lambda^2 that
     is why gamma1 -> 1/4 (and, with the optimum eps_opt ~ 1/alpha over eps(0) ~ alpha^(-1/2),
     lambda_opt ~ alpha^2, gamma2 -> 2; gamma = 1/2) as alpha grows.
     """

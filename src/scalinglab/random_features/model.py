@@ -45,7 +45,7 @@ impose on the spectrum, Lambda (Lambda + kappa)^-1 the learned fraction per mode
   the row space of B, whose deterministic equivalent is Lambda (Lambda + kappa)^-1 (N plays the part
   of the sample count). Ridgeless regression on P samples instead has the error (I - P_X) w* measured
   in the Lambda norm, w*^T (I - P_X) Lambda (I - P_X) w* ~ kappa^2 sum k^-a k^2b / (1 + kappa k^b)^2:
-  two powers, hence 2b on the data axis. The issue (and reference.md) quote N^-min(a-1, 2b) for the
+  two powers, hence 2b on the data axis. Bordelon et al. quote N^-min(a-1, 2b) for the
   N axis as well; for this model (the random-feature model of Bahri et al., Bordelon et al. and the
   power-law random features of Paquette et al. 2024, whose limit loss D^(-2 alpha + max(0, 1 - 2 beta))
   is D^-min(a-1, b) with b = 2 alpha, a = 2 alpha + 2 beta) the exact N exponent saturates at b; the

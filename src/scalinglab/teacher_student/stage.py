@@ -29,27 +29,24 @@ from scalinglab.teacher_student.training import MLPEnsemble, student_param_count
 EXPERIMENT = "teacher_student"
 
 
-def teacher_seed(base_seed: int, d: int) -> int:
-    return derive_seed("teacher", base_seed, d)
-
-
 def save_tensors(obj: dict, path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
-def make_teacher(d: int, width: int, seed: int, out_path) -> None:
-    teacher = Teacher.create(d, width, teacher_seed(seed, d))
-    save_tensors(teacher.state_dict(), out_path)
+def make_teacher(*, d: int, embedding_width: int, teacher_seed: int, teacher) -> None:
+    """The random teacher of dimension d, its weights seeded by (teacher_seed, d), saved to `teacher`."""
+    net = Teacher.create(d, embedding_width, derive_seed("teacher", teacher_seed, d))
+    save_tensors(net.state_dict(), teacher)
 
 
-def make_dataset(teacher_path, n_points: int, stream_seed_keys: tuple, out_path) -> None:
-    """Sample n_points (x, y) from the teacher with a seed derived from `stream_seed_keys`."""
-    teacher = Teacher.from_state_dict(torch.load(teacher_path))
+def make_dataset(*, teacher, n_points: int, stream: list, points) -> None:
+    """Sample n_points (x, y) from the teacher file with a seed derived from the keys `stream`."""
+    net = Teacher.from_state_dict(torch.load(teacher))
     started = time.perf_counter()
-    x, y = teacher.sample(n_points, derive_seed(*stream_seed_keys))
-    save_tensors({"x": x, "y": y, "d": teacher.d, "width": teacher.width}, out_path)
-    print(f"sampled {n_points:,} points of d={teacher.d} in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    x, y = net.sample(n_points, derive_seed(*stream))
+    save_tensors({"x": x, "y": y, "d": net.d, "embedding_width": net.embedding_width}, points)
+    print(f"sampled {n_points:,} points of d={net.d} in {time.perf_counter() - started:.1f}s", file=sys.stderr)
 
 
 def _progress(label: str):
@@ -67,35 +64,36 @@ def _progress(label: str):
 
 
 def train_bundle(
-    train_path,
-    test_path,
     *,
+    train,
+    test,
+    cells: list,
     d: int,
     width: int,
     P,
     seeds: list[int],
     schedule: dict,
     n_evals: int,
-    device: str = "auto",
-    compile="auto",
-    threads: int = 1,
-    out_paths: list,
+    device: str,
+    compile,
+    threads: int,
     checkpoint=None,
     checkpoint_every_s: float = 300.0,
 ) -> None:
-    """Train the students of every seed for one (d, P, width) as one ensemble; one Parquet per seed.
+    """Train the students of every seed for one (d, P, width) as one ensemble on the points of the
+    files `train` and `test`; one Parquet per seed, `cells` (in the order of `seeds`).
 
     checkpoint: a file where the run's state is saved every checkpoint_every_s seconds; a killed job
     rerun with the same settings resumes there (bit-identical results) and removes it when done."""
-    if len(out_paths) != len(seeds):
+    if len(cells) != len(seeds):
         raise ValueError("one output path per seed")
 
     torch.set_num_threads(threads)
     with device_for_job(pick_device(device)) as dev:
         _train_bundle_on(
             dev,
-            train_path,
-            test_path,
+            train,
+            test,
             d=d,
             width=width,
             P=P,
@@ -103,7 +101,7 @@ def train_bundle(
             schedule=schedule,
             n_evals=n_evals,
             compile=compile,
-            out_paths=out_paths,
+            out_paths=cells,
             checkpoint=checkpoint,
             checkpoint_every_s=checkpoint_every_s,
         )
@@ -127,7 +125,7 @@ def _train_bundle_on(
 ):
     use_compile = dev.type == "cuda" if compile == "auto" else bool(compile)
     train_data, test_data = torch.load(train_path), torch.load(test_path)
-    w = int(train_data["width"])
+    w = int(train_data["embedding_width"])
     P_value = parse_train_size(P)
     mode = "stream" if P_value == math.inf else "sample"
     sched = Schedule.from_config(schedule)
@@ -197,57 +195,58 @@ def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float,
 
 
 def fit_and_write(
-    input_path,
     *,
-    table_path,
-    json_path,
-    caption_path,
+    table,
+    dimension,
+    fits_table,
+    fits_json,
+    caption,
     bootstrap: int,
     quantile: float,
-    dimension_path=None,
-    reference_k: int = 20,
+    reference_k: int,
 ) -> pd.DataFrame:
-    """The fit rule: fits table (Parquet), the same as JSON, and the report caption.
+    """The fit rule: the fits of the runs table `table` as Parquet and JSON, and the report caption.
 
-    With a dimension table, the caption also sets the estimated d-hat beside d and 4/alpha.
+    With a dimension table (a path; None without one), the caption also sets the estimated d-hat
+    beside d and 4/alpha.
     """
     import json
 
-    table = pd.read_parquet(input_path)
-    fits = fit_exponents(table, bootstrap=bootstrap, quantile=quantile)
-    write_parquet(fits, table_path, {"bootstrap": bootstrap, "quantile": quantile})
+    fits = fit_exponents(pd.read_parquet(table), bootstrap=bootstrap, quantile=quantile)
+    write_parquet(fits, fits_table, {"bootstrap": bootstrap, "quantile": quantile})
     records = json.loads(fits.to_json(orient="records"))
-    write_text(json_path, json.dumps(records, indent=1))
-    caption = fits_caption(fits)
-    if dimension_path is not None:
-        dims = pd.read_parquet(dimension_path)
-        caption += (
+    write_text(fits_json, json.dumps(records, indent=1))
+    text = fits_caption(fits)
+    if dimension is not None:
+        dims = pd.read_parquet(dimension)
+        text += (
             f"\nThe data-manifold check side by side: the true manifold dimension, the estimates d-hat of the"
             f" inputs x (TwoNN and MLE with k = {reference_k}), and 4/alpha.\n\n"
             + comparison_rst(comparison_table(fits, dims, reference_k), reference_k)
         )
         if (dims["note"] != "").any():
-            caption += (
+            text += (
                 "\nWhere d >= the embedding width, x = W t spans only the width's dimensions: "
                 "the measured dimension is the width, not d.\n"
             )
-    write_text(caption_path, caption)
-    print(caption)
+    write_text(caption, text)
+    print(text)
     return fits
 
 
-def plot_all(table_path, fits_path, outputs: dict, dimension_path=None, reference_k: int = 20) -> None:
-    """The plot rule; with a dimension table the loss figure also draws the theory line N^(-4/d-hat)."""
-    from scalinglab.teacher_student import figures as plots
+def plot_all(*, table, fits, dimension, loss, dim, curves, reference_k: int) -> None:
+    """The plot rule: the figures `loss` (loss against N), `dim` (4/alpha against d) and `curves`
+    (learning curves); with a dimension table the loss figure also draws the theory line N^(-4/d-hat)."""
+    from scalinglab.teacher_student import figures
 
-    table = pd.read_parquet(table_path)
-    fits = pd.read_parquet(fits_path)
-    final, _ = final_rows(table)
+    runs = pd.read_parquet(table)
+    fitted = pd.read_parquet(fits)
+    final, _ = final_rows(runs)
     theory = None
-    if dimension_path is not None:
-        ref = reference_estimates(pd.read_parquet(dimension_path), reference_k)
+    if dimension is not None:
+        ref = reference_estimates(pd.read_parquet(dimension), reference_k)
         column = f"mle_k{reference_k}" if f"mle_k{reference_k}" in ref else "twonn"
         theory = dict(zip(ref["d"], ref[column]))
-    plots.loss_vs_n(final, fits, outputs["loss"], theory_dims=theory)
-    plots.dim_vs_d(fits, outputs["dim"])
-    plots.learning_curves(table, outputs["curves"])
+    figures.loss_vs_n(final, fitted, loss, theory_dims=theory)
+    figures.dim_vs_d(fitted, dim)
+    figures.learning_curves(runs, curves)

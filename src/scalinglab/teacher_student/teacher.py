@@ -19,28 +19,28 @@ HIDDEN = 600
 @dataclass
 class Teacher:
     d: int
-    width: int
+    embedding_width: int  # w: the width of the linear embedding x = W t
     weights: list[torch.Tensor]  # (fan_in, fan_out) matrices: embed, hidden1, hidden2, readout
 
     @classmethod
-    def create(cls, d: int, width: int = 9, seed: int = 0, hidden: int = HIDDEN) -> Teacher:
+    def create(cls, d: int, embedding_width: int = 9, seed: int = 0, hidden: int = HIDDEN) -> Teacher:
         if d < 1:
             raise ValueError(f"teacher dimension d must be >= 1, got {d}")
-        if d >= width:
+        if d >= embedding_width:
             warnings.warn(
-                f"d={d} >= embedding width {width}: x = W t spans only {min(d, width)} dimensions; "
-                "raise teacher.embedding_width to keep the manifold d-dimensional",
+                f"d={d} >= embedding width {embedding_width}: x = W t spans only {min(d, embedding_width)} "
+                "dimensions; raise teacher_student.embedding_width to keep the manifold d-dimensional",
                 stacklevel=2,
             )
         gen = torch.Generator().manual_seed(seed)
-        sizes = [d, width, hidden, hidden, 1]
+        sizes = [d, embedding_width, hidden, hidden, 1]
         weights = [torch.randn(m, n, generator=gen, dtype=torch.float64) / m**0.5 for m, n in zip(sizes, sizes[1:])]
-        return cls(d=d, width=width, weights=[w.float() for w in weights])
+        return cls(d=d, embedding_width=embedding_width, weights=[w.float() for w in weights])
 
     @property
     def manifold_dimension(self) -> int:
         """Dimension of the x manifold: d, unless the embedding width is smaller."""
-        return min(self.d, self.width)
+        return min(self.d, self.embedding_width)
 
     def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map latents t (n, d) to (x (n, w), y (n,))."""
@@ -60,12 +60,12 @@ class Teacher:
             xs.append(x)
             ys.append(y)
         if not xs:
-            return torch.empty(0, self.width, device=device), torch.empty(0, device=device)
+            return torch.empty(0, self.embedding_width, device=device), torch.empty(0, device=device)
         return torch.cat(xs), torch.cat(ys)
 
     def state_dict(self) -> dict:
-        return {"d": self.d, "width": self.width, "weights": self.weights}
+        return {"d": self.d, "embedding_width": self.embedding_width, "weights": self.weights}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> Teacher:
-        return cls(d=int(state["d"]), width=int(state["width"]), weights=list(state["weights"]))
+        return cls(d=int(state["d"]), embedding_width=int(state["embedding_width"]), weights=list(state["weights"]))

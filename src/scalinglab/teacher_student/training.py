@@ -45,7 +45,7 @@ class MLPEnsemble:
 
     @classmethod
     def init(cls, E: int, w: int, n: int, seeds: list[int], device="cpu", dtype=torch.float32) -> MLPEnsemble:
-        """Weights N(0, 1/fan_in) as seed 000 specifies, biases 0; member e drawn from seeds[e]."""
+        """Weights N(0, 1/fan_in) as Sharma & Kaplan specify, biases 0; member e drawn from seeds[e]."""
         if len(seeds) != E:
             raise ValueError(f"need one seed per member: {E} members, {len(seeds)} seeds")
         ens = cls(E, w, n, torch.zeros(E * student_param_count(n, w), dtype=dtype))

@@ -1,5 +1,11 @@
-# Implicit bias in deep nets (seed 001): CNN, ResNet, ViT over a P sweep; test error against
-# Bartlett's spectral complexity along training; gamma1, gamma2, gamma_pred vs gamma_meas.
+# Implicit bias in deep nets (D'Amico, Bocchi & Negri; scalinglab/deep_nets/): CNN, ResNet, ViT over
+# a P sweep; test error against Bartlett's spectral complexity along training; gamma1, gamma2,
+# gamma_pred against gamma_meas per (model, dataset), tabulated beside the talk's and the perceptron's.
+from scalinglab.deep_nets import grid as deep_nets_grid
+
+DN = config["deep_nets"]
+# the perceptron's gammas join the gamma table when that experiment runs (an optional input)
+PERCEPTRON_FIT = "results/fits/perceptron.json" if config["perceptron"]["enabled"] else []
 
 STAGE_TARGETS["deep_nets"] = (
     ["results/fits/deep_nets.parquet", "results/figures/deep_nets/gamma_table.png"] if DN["enabled"] else []
@@ -9,23 +15,30 @@ STAGE_TARGETS["deep_nets"] = (
 rule train_deep_nets:
     """Every seed of one (model, dataset, P): spectral complexity and test error at log-spaced steps."""
     input:
-        dataset_file("{dataset}"),
+        data=DATASET_FILE,
     output:
-        deep_nets_cells("{model}", "{dataset}", "{P}"),
+        cells=deep_nets_grid.cells(DN, "{model}", "{dataset}", "{P}"),
     wildcard_constraints:
         model="cnn|resnet|vit",
     params:
+        model=lambda wc: wc.model,
+        dataset=lambda wc: wc.dataset,
         P=lambda wc: int(wc.P),
         seeds=DN["seeds"],
-        settings=lambda wc: deep_nets_settings(wc.model),
+        epochs=DN["epochs"],
+        batch=DN["batch"],
+        n_logs=DN["n_logs"],
+        test_size=DN["test_size"],
+        # one family's settings: changing another family's reruns none of this family's jobs
+        lr=lambda wc: DN["lr"][wc.model],
+        width=lambda wc: DN["width"][wc.model],
+        depth=lambda wc: DN["depth"].get(wc.model),
         device=config["device"],
         checkpoint=lambda wc: f"results/checkpoints/deep_nets/model~{wc.model}/dataset~{wc.dataset}/P~{wc.P}.pt",
     threads: config["engine"]["threads"]
     retries: 2  # each attempt gets more memory and runtime, and resumes its checkpoint
     resources:
-        gpu=GPU_JOBS,
-        mem_mb=lambda wc, attempt: 3000 * attempt,
-        runtime=lambda wc, attempt: 120 * attempt,
+        **training_resources(mem_mb=3000, runtime=120),
     log:
         "results/logs/train_deep_nets/model~{model}/dataset~{dataset}/P~{P}.log",
     benchmark:
@@ -39,9 +52,9 @@ rule train_deep_nets:
 rule analyse_deep_nets:
     """gamma1, gamma2, gamma_pred vs gamma_meas of one (model, dataset); its three figures."""
     input:
-        deep_nets_runs,
+        runs=lambda wc: deep_nets_grid.runs(DN, wc.model, wc.dataset),
     output:
-        json="results/fits/deep_nets/model~{model}/dataset~{dataset}.json",
+        fits_json="results/fits/deep_nets/model~{model}/dataset~{dataset}.json",
         curves=report(
             "results/figures/deep_nets/model~{model}/dataset~{dataset}/error_vs_norm.png",
             caption="../report/deep_nets_pair.rst",
@@ -66,6 +79,8 @@ rule analyse_deep_nets:
     wildcard_constraints:
         model="cnn|resnet|vit",
     params:
+        model=lambda wc: wc.model,
+        dataset=lambda wc: wc.dataset,
         window=DN["window"],
         upper_fraction=DN["upper_fraction"],
         error=DN["error"],
@@ -80,11 +95,11 @@ rule analyse_deep_nets:
 rule gamma_table_deep_nets:
     """The gamma table laid out like the talk's: every (model, dataset), and the perceptron when it ran."""
     input:
-        fits=deep_nets_fits(),
-        perceptron=deep_nets_perceptron_fit(),
+        fits=deep_nets_grid.fits(DN),
+        perceptron=PERCEPTRON_FIT,
     output:
-        parquet="results/fits/deep_nets.parquet",
-        json="results/fits/deep_nets.json",
+        fits_table="results/fits/deep_nets.parquet",
+        fits_json="results/fits/deep_nets.json",
         caption="results/report/deep_nets.rst",
         figure=report(
             "results/figures/deep_nets/gamma_table.png",

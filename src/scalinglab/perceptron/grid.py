@@ -1,0 +1,8 @@
+"""The perceptron grid from the config section `perceptron`: one sweep per alpha. The rule file reads
+it; nothing here imports torch."""
+
+from __future__ import annotations
+
+
+def runs(perc: dict) -> list[str]:
+    return [f"results/runs/perceptron/alpha~{alpha:g}.parquet" for alpha in perc["alphas"]]
