@@ -34,7 +34,8 @@ rule teacher:
 
 
 rule teacher_train_data:
-    """The training points of one (d, P); for P = inf, the pool that students stream through."""
+    """Points sampled from one d's teacher: the training set of one P (for P = inf, the pool students
+    stream through); reused as teacher_test_data for the fixed test set, drawn from its own stream."""
     input:
         teacher="resources/teacher_student/teachers/d~{d}.pt",
     output:

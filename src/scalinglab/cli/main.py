@@ -1,4 +1,4 @@
-"""The `scalinglab` command: one subcommand per module in scalinglab.commands.
+"""The `scalinglab` command: one subcommand per module of scalinglab.cli.
 
 Each command module defines `add_arguments(parser)` and `run(args)`; the modules import their heavy
 dependencies (torch, statsmodels) inside `run`, so building the parser stays cheap.
