@@ -30,6 +30,9 @@ include: "workflow/rules/random_features.smk"
 report: "workflow/report/workflow.rst"
 
 
+check_request()
+
+
 rule all:
     input:
         all_targets(),

@@ -92,6 +92,33 @@ CONFIGS = {
         tiny_with("perceptron", window=[0.2, 0.02]),
         "perceptron.window: [0.2, 0.02] must be [low, high]",
     ),
+    # whole-number floats in integer grids: seed~0.0 would be another student than seed~0
+    "a float seed": (tiny_with("teacher_student", seeds=[0.0, 1.0]), "teacher_student.seeds[0]: 0.0 is not an integer"),
+    "a float width": (
+        tiny_with("teacher_student", widths=[4.0, 6]),
+        "teacher_student.widths[0]: 4.0 is not an integer",
+    ),
+    "a float d": (tiny_with("teacher_student", d=[2, 3.0]), "teacher_student.d[1]: 3.0 is not an integer"),
+    "a float training-set size": (
+        tiny_with("joint", train_sizes=[100.0, 200, 400]),
+        "joint.train_sizes[0]: 100.0 is not an integer",
+    ),
+    "a float deep-net P": (
+        tiny_with("deep_nets", train_sizes=[20, 40.0, 80]),
+        "deep_nets.train_sizes[1]: 40.0 is not an integer",
+    ),
+    "P = alpha N below one example": (
+        tiny_with("perceptron", alphas=[0.001, 4]),
+        "perceptron.alphas: alpha = 0.001 gives P = alpha N < 1 example at N = 100",
+    ),
+    "more neighbours than points": (
+        tiny_with("dimension", ks=[5, 10, 20, 5000]),
+        "dimension.ks: k = 5000 needs more than k points, but dimension.subsample is 2000",
+    ),
+    "a brace in the datasets root": (
+        {**tiny_config(), "datasets": {"root": "data/{x}"}},
+        "datasets.root: 'data/{x}' contains a brace",
+    ),
     "contradiction: schedule for a d not in the grid": (
         tiny_with("teacher_student", schedule_by_d={7: {"kind": "onecycle", "steps": 9, "batch": 2, "max_lr": 0.1}}),
         "teacher_student.schedule_by_d: d=[7] not in teacher_student.d",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 
 import pytest
 import yaml
@@ -171,3 +172,26 @@ def test_a_config_change_reruns_what_the_readme_says(finished_run, section, key,
     if "train_teacher_student" in expected:  # every bundle
         ts = config["teacher_student"]
         assert sum(rule == "train_teacher_student" for rule, _ in jobs) == len(ts["d"]) * len(ts["widths"])
+
+
+def test_a_damaged_cell_is_refused_and_nothing_is_lost(finished_run, tmp_path):
+    """A cell cut short (a full disk, a killed copy): one line before anything runs, the aggregate
+    and fits stay, and once the cell is deleted a plain rerun rebuilds it and all that reads it."""
+    workdir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], workdir)
+    config = small_config()
+    ts = config["teacher_student"]
+    cell = workdir / f"results/runs/teacher_student/d~{ts['d'][0]}/P~inf/width~{ts['widths'][0]}/seed~0.parquet"
+    with open(cell, "r+b") as fh:
+        fh.truncate(100)
+    table = workdir / "results/tables/teacher_student.parquet"
+    before = table.read_bytes()
+    result = snakemake(workdir, "--cores", "1", config=config, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: results/runs/teacher_student/") and "is damaged" in lines[0]
+    assert "delete it and rerun" in lines[0]
+    assert table.read_bytes() == before
+    cell.unlink()
+    trained = plan(workdir)
+    assert sorted(rule for rule, _ in trained) == sorted(["train_teacher_student", *TS_ANALYSIS, "all"])

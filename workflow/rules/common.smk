@@ -10,10 +10,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from scalinglab.core.config import canonical, only_named_stages, validate
+from scalinglab.core import preflight
+from scalinglab.core.config import canonical, only_named_stages, read_yaml, validate
 from scalinglab.core.errors import UserError
 
 try:
+    for path in workflow.configfiles:
+        read_yaml(path)  # Snakemake's YAML loader keeps the last of two copies of a key: refuse them
     if workflow.overwrite_configfiles:  # a --configfile (preset) replaces the default: it names its stages
         config.update(only_named_stages(config))
     config.update(validate(config))
@@ -23,12 +26,19 @@ except UserError as exc:
     sys.exit(1)
 
 
+# One spelling per number: no leading zeros (d~02 would be a second, different cell of d = 2) and
+# no zero sizes. Numbers in names are written by core.config.number_name.
+NUMBER = r"\d+(\.\d+)?(e[+-]\d+)?"
+
+
 wildcard_constraints:
-    d=r"\d+",
-    P=r"\d+|inf",
-    width=r"\d+",
-    seed=r"\d+",
-    alpha=r"[0-9.e+-]+",
+    d=r"[1-9]\d*",
+    P=r"[1-9]\d*|inf",
+    width=r"[1-9]\d*",
+    seed=r"0|[1-9]\d*",
+    alpha=NUMBER,
+    a=NUMBER,
+    b=NUMBER,
     dataset=r"[a-z0-9-]+",
 
 
@@ -40,6 +50,12 @@ def uses_gpu() -> bool:
 
 
 GPU_JOBS = 1 if uses_gpu() else 0
+# device: cuda on a machine without a GPU fails in every training job: say so before any runs. Not
+# when jobs go to a cluster, whose nodes may have GPUs that the submitting machine lacks.
+CLUSTER = any(arg.startswith(("--executor", "--profile", "--workflow-profile")) for arg in sys.argv)
+if config["device"] == "cuda" and shutil.which("nvidia-smi") is None and not CLUSTER:
+    print("error: config: device: cuda, but this machine has no NVIDIA GPU; use device: auto or cpu", file=sys.stderr)
+    sys.exit(1)
 
 
 def training_resources(mem_mb: int, runtime: int) -> dict:
@@ -58,12 +74,20 @@ def generated_caption(name: str) -> str:
     return str(Path.cwd() / "results" / "report" / name)
 
 
-# Each experiment lists its final outputs here (empty when it is off) and the `all` target asks for
-# all of them, so a new experiment touches only its own rule file and config section.
+# Each experiment lists its final outputs here (empty when it is off), and also its cells and tables:
+# a missing cell or table is then rebuilt, with everything downstream of it, by a plain rerun
+# (Snakemake does not rebuild a missing intermediate file whose consumers are up to date). The `all`
+# target asks for all of them, so a new experiment touches only its own rule file and config section.
 STAGE_TARGETS: dict[str, list[str]] = {}
 
 # Snakemake has no public flag for "building a report"; its command line says it.
 REPORTING = any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv)
+
+
+def check_request() -> None:
+    """Before anything is planned: the command line's targets must be files of the config's grid, and
+    the grid's existing Parquet files must be whole (core/preflight.py)."""
+    preflight.check_request(sys.argv[1:], [target for targets in STAGE_TARGETS.values() for target in targets])
 
 
 def all_targets() -> list[str]:

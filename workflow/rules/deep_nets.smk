@@ -8,7 +8,9 @@ DN = config["deep_nets"]
 PERCEPTRON_FIT = "results/fits/perceptron.json" if config["perceptron"]["enabled"] else []
 
 STAGE_TARGETS["deep_nets"] = (
-    ["results/fits/deep_nets.parquet", "results/figures/deep_nets/gamma_table.png"] if DN["enabled"] else []
+    ["results/fits/deep_nets.parquet", "results/figures/deep_nets/gamma_table.png", *deep_nets_grid.all_cells(DN)]
+    if DN["enabled"]
+    else []
 )
 
 
@@ -36,7 +38,6 @@ rule train_deep_nets:
         device=config["device"],
         checkpoint=lambda wc: f"results/checkpoints/deep_nets/model~{wc.model}/dataset~{wc.dataset}/P~{wc.P}.pt",
     threads: config["engine"]["threads"]
-    retries: 2  # each attempt gets more memory and runtime, and resumes its checkpoint
     resources:
         **training_resources(mem_mb=3000, runtime=120),
     log:

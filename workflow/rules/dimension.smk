@@ -8,7 +8,9 @@ DIMENSION_FILES = dimension_grid.files(config)
 DIMENSION_TABLE = dimension_grid.table(config)  # an optional input of other experiments' fits: path or []
 
 STAGE_TARGETS["dimension"] = (
-    ["results/tables/dimension.parquet", "results/figures/dimension/dimension_vs_k.png"] if DIMENSION_TABLE else []
+    ["results/tables/dimension.parquet", "results/figures/dimension/dimension_vs_k.png", *DIMENSION_FILES]
+    if DIMENSION_TABLE
+    else []
 )
 
 ESTIMATOR_SETTINGS = {

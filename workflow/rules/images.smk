@@ -9,6 +9,8 @@ STAGE_TARGETS["images"] = (
         "results/fits/images.parquet",
         "results/figures/images/dim_vs_dhat.png",
         *images_grid.scaling_figures(IMG),
+        "results/tables/images.parquet",
+        *images_grid.all_cells(IMG),
     ]
     if IMG["enabled"]
     else []
@@ -34,11 +36,10 @@ rule train_images:
         device=config["device"],
         checkpoint=lambda wc: f"results/checkpoints/images/dataset~{wc.dataset}/P~{wc.P}/width~{wc.width}.pt",
     threads: config["engine"]["threads"]
-    retries: 2  # each attempt gets more memory and runtime, and resumes its checkpoint
     resources:
         **training_resources(mem_mb=3000, runtime=120),
     wildcard_constraints:
-        P=r"\d+|all",
+        P=r"[1-9]\d*|all",
     log:
         "results/logs/train_images/dataset~{dataset}/P~{P}/width~{width}.log",
     benchmark:
@@ -100,7 +101,7 @@ rule plot_images:
         dataset=lambda wc: wc.dataset,
         P=lambda wc: wc.P,
     wildcard_constraints:
-        P=r"\d+|all",
+        P=r"[1-9]\d*|all",
     log:
         "results/logs/plot_images/dataset~{dataset}/P~{P}.log",
     conda:

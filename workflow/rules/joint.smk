@@ -7,7 +7,13 @@ from scalinglab.joint import grid as joint_grid
 JOINT = config["joint"]
 
 STAGE_TARGETS["joint"] = (
-    ["results/fits/joint.json", "results/figures/joint/frontier.png", "results/figures/joint/isoflop.png"]
+    [
+        "results/fits/joint.json",
+        "results/figures/joint/frontier.png",
+        "results/figures/joint/isoflop.png",
+        "results/tables/joint.parquet",
+        *joint_grid.all_cells(JOINT),
+    ]
     if JOINT["enabled"]
     else []
 )

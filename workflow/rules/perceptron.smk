@@ -5,7 +5,9 @@ from scalinglab.perceptron import grid as perceptron_grid
 PERC = config["perceptron"]
 
 STAGE_TARGETS["perceptron"] = (
-    ["results/fits/perceptron.json", "results/figures/perceptron/collapse.png"] if PERC["enabled"] else []
+    ["results/fits/perceptron.json", "results/figures/perceptron/collapse.png", *perceptron_grid.runs(PERC)]
+    if PERC["enabled"]
+    else []
 )
 
 

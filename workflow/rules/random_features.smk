@@ -6,7 +6,9 @@ from scalinglab.random_features import grid as rf_grid
 RF = config["random_features"]
 
 STAGE_TARGETS["random_features"] = (
-    ["results/fits/random_features.json", "results/figures/random_features/bottlenecks.png"] if RF["enabled"] else []
+    ["results/fits/random_features.json", "results/figures/random_features/bottlenecks.png", *rf_grid.runs(RF)]
+    if RF["enabled"]
+    else []
 )
 
 

@@ -11,6 +11,8 @@ STAGE_TARGETS["teacher_student"] = (
         "results/figures/teacher_student/loss_vs_n.png",
         "results/figures/teacher_student/dim_vs_d.png",
         "results/figures/teacher_student/learning_curves.png",
+        "results/tables/teacher_student.parquet",
+        *ts_grid.all_cells(TS),
     ]
     if TS["enabled"]
     else []
@@ -79,7 +81,6 @@ rule train_teacher_student:
         compile=config["engine"]["compile"],
         checkpoint=lambda wc: f"results/checkpoints/teacher_student/d~{wc.d}/P~{wc.P}/width~{wc.width}.pt",
     threads: config["engine"]["threads"]
-    retries: 2  # each attempt gets more memory and runtime (training_resources), and resumes its checkpoint
     resources:
         **training_resources(mem_mb=2000, runtime=60),
     log:

@@ -92,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from scalinglab.cli.filters import parse_filters
     from scalinglab.core.io import read_table, require_columns
+    from scalinglab.laws.cluster_bootstrap import MAX_DRAWS
     from scalinglab.laws.inputs import EPOCH_RULES, select_epochs
     from scalinglab.laws.power_law import fit_groups
 
@@ -101,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"the {args.law} law needs --x COL (the size column)")
     if args.law == "broken" and (args.quantile is not None or args.bootstrap):
         raise UserError("--law broken fits by relative least squares without CIs; drop --quantile and --bootstrap")
+    if args.bootstrap > MAX_DRAWS:
+        raise UserError(f"--bootstrap {args.bootstrap} is more than the {MAX_DRAWS:,} allowed; 1000 to 10000 suffice")
     if args.law == "joint" and not (args.n and args.p):
         raise UserError("the joint law needs --n COL and --p COL")
     rule = args.epoch_rule or ("final" if args.epoch else "all")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 def _describe(error: jsonschema.ValidationError) -> str:
     """One line for the most specific schema error."""
+    if error.validator == "type" and _whole_float(error.instance):
+        return f"{_key_path(error)}: {error.instance!r} is not an integer; write {int(error.instance)}"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
@@ -98,6 +101,67 @@ def _fill_defaults(schema: dict, instance, root: dict):
     return instance
 
 
+def _whole_float(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value.is_integer()
+
+
+def _is_integer(checker, value) -> bool:
+    """Integers only: JSON Schema counts 1.0 as an integer, but a seed or width of 1.0 names different
+    files and hashes to a different seed than 1 ("seed~1.0"), so whole-number floats are refused."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+# YAML 1.1 (PyYAML, Snakemake's loader) reads 1e-3 as a string: it wants a dot (1.0e-3). YAML 1.2 and
+# every user read it as a number, so a string of this form where the schema wants a number is one.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _wants_number(schema: dict, root: dict) -> bool:
+    schema = _resolve(schema, root)
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    branches = schema.get("anyOf", []) + schema.get("oneOf", [])
+    return "number" in kinds or any(_wants_number(b, root) for b in branches)
+
+
+def _subschemas(schema: dict, key, root: dict) -> list[dict]:
+    """The schemas that may apply to `key` of a mapping, or to a list's items when key is None
+    (every oneOf/anyOf branch's)."""
+    schema = _resolve(schema, root)
+    found = []
+    for branch in [schema, *schema.get("anyOf", []), *schema.get("oneOf", [])]:
+        branch = _resolve(branch, root)
+        if key is None:
+            found += [branch["items"]] if "items" in branch else []
+        elif key in branch.get("properties", {}):
+            found.append(branch["properties"][key])
+        elif isinstance(branch.get("additionalProperties"), dict):
+            found.append(branch["additionalProperties"])
+    return found
+
+
+def _read_numbers(schema: dict, instance, root: dict):
+    """Strings like '1e-3' where the schema wants a number, as numbers (see _EXPONENT_NUMBER)."""
+    if isinstance(instance, dict):
+        return {key: _read_numbers_in(_subschemas(schema, key, root), value, root) for key, value in instance.items()}
+    if isinstance(instance, list):
+        return [_read_numbers_in(_subschemas(schema, None, root), value, root) for value in instance]
+    return instance
+
+
+def _read_numbers_in(schemas: list[dict], value, root: dict):
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value) and any(_wants_number(s, root) for s in schemas):
+        return float(value)
+    for schema in schemas:
+        value = _read_numbers(schema, value, root)
+    return value
+
+
 def validate(config: dict, schema: dict | None = None) -> dict:
     """Return a validated copy of `config` with defaults filled in; raise UserError on the first problem."""
     schema = schema or load_schema()
@@ -105,9 +169,10 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         config = {}
     if not isinstance(config, dict):
         raise UserError("config: the top level must be a mapping of keys to values")
+    config = _read_numbers(schema, copy.deepcopy(config), schema)
     _check_finite(config)
-    config = _fill_defaults(schema, copy.deepcopy(config), schema)
-    validator = jsonschema.Draft202012Validator(schema)
+    config = _fill_defaults(schema, config, schema)
+    validator = Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
     if errors:
         # deepest error first: it names the most specific key
@@ -179,20 +244,59 @@ def _check_semantics(config: dict) -> None:
     finite = [p for p in ts["train_sizes"] if p != "inf"]
     if finite and min(finite) < 2:
         raise UserError("config: teacher_student.train_sizes: P must be at least 2 (or 'inf')")
+    perc = config["perceptron"]
+    few = [alpha for alpha in perc["alphas"] if round(alpha * perc["N"]) < 1]
+    if perc["enabled"] and few:
+        raise UserError(
+            f"config: perceptron.alphas: alpha = {few[0]:g} gives P = alpha N < 1 example at N = {perc['N']}; "
+            f"use alpha >= {1 / perc['N']:g}"
+        )
+    if dim["enabled"] and max(dim["ks"]) >= dim["subsample"]:
+        raise UserError(
+            f"config: dimension.ks: k = {max(dim['ks'])} needs more than k points, but dimension.subsample is "
+            f"{dim['subsample']}; lower k or raise the subsample"
+        )
+    root = config["datasets"]["root"]
+    if "{" in root or "}" in root:
+        raise UserError(
+            f"config: datasets.root: {root!r} contains a brace, which Snakemake reads as a wildcard; "
+            "choose a path without { or }"
+        )
 
 
-def load(path: str | Path) -> dict:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping: PyYAML (and so Snakemake) keeps the
+    last copy without a word, and a section given twice would silently lose its first copy."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise UserError(
+                    f"config: {self.name} line {key_node.start_mark.line + 1}: key {key!r} is given twice "
+                    f"(first on line {seen[key] + 1}), and only the last copy would count; merge them into one"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path):
+    """A config file's contents, with one-line errors for a missing file, bad YAML and repeated keys."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"config: {path}: no such file")
     try:
         with open(path) as fh:
-            raw = yaml.safe_load(fh)
+            return yaml.load(fh, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError(f"config: {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return validate(raw)
+
+
+def load(path: str | Path) -> dict:
+    return validate(read_yaml(path))
 
 
 def canonical(value):
@@ -214,3 +318,12 @@ def parse_train_size(value) -> float:
 
 def format_train_size(value) -> str:
     return "inf" if parse_train_size(value) == math.inf else str(int(value))
+
+
+def number_name(value) -> str:
+    """A number as file-name text that reads back as the very same number: '%g' where that is exact
+    (16, 21.1), else Python's shortest round-trip form (1234567.0, 4.0000001). '%g' alone rounds to
+    six digits, so 1234567 and 1234568 would share one file and one job."""
+    value = float(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from scalinglab.core.errors import UserError
+
 DEFAULT_LOCK_DIR = Path(tempfile.gettempdir()) / "scalinglab-gpu-slots"
 
 
@@ -26,6 +28,11 @@ def pick_device(requested: str = "auto"):
 
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"device: {requested}, but torch sees no CUDA GPU on this machine ({os.uname().nodename}); "
+            "use device: auto or cpu"
+        )
     return torch.device(requested)
 
 

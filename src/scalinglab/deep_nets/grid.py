@@ -14,6 +14,10 @@ def runs(dn: dict, model, dataset) -> list[str]:
     return [cell for P in dn["train_sizes"] for cell in cells(dn, model, dataset, P)]
 
 
+def all_cells(dn: dict) -> list[str]:
+    return [cell for model in dn["models"] for dataset in dn["datasets"] for cell in runs(dn, model, dataset)]
+
+
 def fits(dn: dict) -> list[str]:
     return [
         f"results/fits/deep_nets/model~{model}/dataset~{dataset}.json"

@@ -25,7 +25,7 @@ import pandas as pd
 
 from scalinglab.core.errors import UserError
 from scalinglab.core.io import require_columns
-from scalinglab.laws.cluster_bootstrap import bootstrap_slopes
+from scalinglab.laws.cluster_bootstrap import bootstrap_slopes, check_draws
 from scalinglab.laws.inputs import positive_column
 
 METHODS = ("ols", "quantile")
@@ -247,6 +247,7 @@ def _check_options(quantile, bootstrap, confidence, expect_sign) -> None:
         raise UserError(f"quantile {quantile} is outside (0, 1); use e.g. 0.5 for the median")
     if bootstrap < 0:
         raise UserError(f"bootstrap {bootstrap} is negative; use 0 for the analytic CI or a count such as 1000")
+    check_draws(bootstrap)
     if not 0.0 < confidence < 1.0:
         raise UserError(f"confidence {confidence} is outside (0, 1); use e.g. 0.95")
     if expect_sign not in (None, -1, 1):

@@ -3,6 +3,8 @@ it; nothing here imports torch."""
 
 from __future__ import annotations
 
+from scalinglab.core.config import number_name
+
 
 def runs(perc: dict) -> list[str]:
-    return [f"results/runs/perceptron/alpha~{alpha:g}.parquet" for alpha in perc["alphas"]]
+    return [f"results/runs/perceptron/alpha~{number_name(alpha)}.parquet" for alpha in perc["alphas"]]

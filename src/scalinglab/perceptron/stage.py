@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
 import pandas as pd
 import torch
 
+from scalinglab.core.config import number_name
+from scalinglab.core.errors import UserError
 from scalinglab.core.io import read_concat, write_parquet, write_text
 
 
@@ -18,10 +21,23 @@ def lambda_grid(alpha: float, low: float, high: float, count: int) -> np.ndarray
     return np.geomspace(low * alpha**2, high * alpha**2, count)
 
 
+def check_memory(N: int, alpha: float) -> None:
+    """Refuse an alpha whose data cannot fit in this machine's memory, before allocating it: the
+    inputs and the signed inputs are two float64 (P, N) arrays, plus one more while they are built."""
+    need = 3 * 8 * round(alpha * N) * N
+    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > have:
+        raise UserError(
+            f"perceptron: alpha = {number_name(alpha)} means P = {round(alpha * N):,} examples of N = {N}, about "
+            f"{need / 2**30:,.0f} GiB, more than this machine's {have / 2**30:,.0f} GiB of memory; use a smaller alpha"
+        )
+
+
 def sweep_alpha(*, N: int, alpha: float, seeds: list[int], lambdas: dict, threads: int, solutions) -> pd.DataFrame:
     """Fixed-norm solutions for every lambda and seed at one alpha (one job), written to `solutions`."""
     from scalinglab.perceptron.fixed_norm import sweep
 
+    check_memory(N, alpha)
     torch.set_num_threads(threads)
     grid = lambda_grid(alpha, lambdas["low"], lambdas["high"], lambdas["count"])
     frame = sweep(N, [alpha], np.sqrt(grid), seeds)  # the solver takes margin scales, sqrt(lambda)

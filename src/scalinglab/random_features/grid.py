@@ -3,9 +3,11 @@ file reads these; nothing here imports torch."""
 
 from __future__ import annotations
 
+from scalinglab.core.config import number_name
+
 
 def pair_name(pair: dict) -> str:
-    return f"a~{pair['a']:g}_b~{pair['b']:g}"
+    return f"a~{number_name(pair['a'])}_b~{number_name(pair['b'])}"
 
 
 def runs(rf: dict) -> list[str]:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from scalinglab.core.errors import UserError
 from scalinglab.core.io import require_columns
+from scalinglab.laws.cluster_bootstrap import check_draws
 from scalinglab.laws.power_law import positive_column
 
 METHODS = ("vpro", "chinchilla")
@@ -30,6 +31,7 @@ def check_options(method: str, bootstrap: int, confidence: float) -> None:
         raise UserError(f"unknown joint-fit method '{method}'; use one of {', '.join(METHODS)}")
     if int(bootstrap) != bootstrap or bootstrap < 0:
         raise UserError(f"bootstrap {bootstrap} must be a whole number >= 0; use 0 for no CIs or e.g. 200")
+    check_draws(bootstrap)
     if not 0.0 < confidence < 1.0:
         raise UserError(f"confidence {confidence} is outside (0, 1); use e.g. 0.95")
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.core.io import json_float
+from scalinglab.laws.cluster_bootstrap import Progress
 from scalinglab.laws.joint.chinchilla import chinchilla_draws, chinchilla_natural, chinchilla_point
 from scalinglab.laws.joint.data import PARAMS, JointData, check_options, design_counts, enough, read_joint_data
 from scalinglab.laws.joint.vpro import EXPONENT_BOUNDS, vpro_draws, vpro_point
@@ -140,7 +141,11 @@ def _bootstrap(data: JointData, method: str, point: np.ndarray, draws: int, seed
     if not len(W):
         fitted = np.empty((0, 5))
     elif method == "vpro":  # in chunks: the exponent grid costs memory per draw
-        fitted = np.vstack([vpro_draws(data, W[k : k + _DRAW_CHUNK]) for k in range(0, len(W), _DRAW_CHUNK)])
+        progress, chunks = Progress(len(W), "joint bootstrap"), []
+        for k in range(0, len(W), _DRAW_CHUNK):
+            chunks.append(vpro_draws(data, W[k : k + _DRAW_CHUNK]))
+            progress.update(k + _DRAW_CHUNK)
+        fitted = np.vstack(chunks)
     else:
         fitted, stopped = chinchilla_draws(data, W, point)
         if stopped:
