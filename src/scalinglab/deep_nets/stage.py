@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from scalinglab.core.checkpoint import discard
+from scalinglab.core.divergence import describe, mark_diverged
 from scalinglab.core.errors import UserError
 from scalinglab.core.io import read_concat, write_parquet, write_text
 from scalinglab.core.rst import simple_table
@@ -98,6 +99,9 @@ def train_cell(
             checkpoint_every_s=checkpoint_every_s,
         )
         device_name = str(dev)
+    # finite blow-ups too (training stops only at NaN/inf); the train loss, which training lowers
+    # (the test loss of a healthy run may rise), against its value at step 0, the first log
+    frame = mark_diverged(frame, ["seed"], "step", "train_loss")
     for seed, path in zip(seeds, cells):
         part = frame[frame["seed"] == int(seed)].reset_index(drop=True)
         if (part["status"] != "ok").any():
@@ -141,10 +145,13 @@ def analyse_pair(
     from scalinglab.laws.implicit_bias import figures as implicit_bias_figures
     from scalinglab.laws.implicit_bias.analysis import analyse
 
-    frame = read_concat(runs)
+    frame = mark_diverged(read_concat(runs), ["P", "seed"], "step", "train_loss")  # runs written before the rule too
     bad = frame[frame["status"] != "ok"][["P", "seed"]].drop_duplicates()
     if len(bad):
-        print(f"warning: leaving out {len(bad)} diverged runs: {bad.to_dict('records')}", file=sys.stderr)
+        print(
+            f"warning: leaving out {len(bad)} diverged runs ({describe('train loss')}): {bad.to_dict('records')}",
+            file=sys.stderr,
+        )
     ok = frame[frame["status"] == "ok"]
     summary = {
         "model": model,
@@ -158,7 +165,10 @@ def analyse_pair(
     }
     try:
         if ok.empty:
-            raise UserError("every run diverged")
+            raise UserError(
+                f"deep_nets: every run of {model} on {dataset} diverged ({describe('train loss')}); "
+                f"lower deep_nets.lr.{model}"
+            )
         result = analyse(
             ok,
             p="P",

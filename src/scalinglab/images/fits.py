@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from scalinglab.core.divergence import describe, mark_diverged
 from scalinglab.core.errors import UserError
 from scalinglab.core.rst import simple_table
 from scalinglab.dimension.table import x_estimates
@@ -31,12 +32,16 @@ RUN_COLS = ["dataset", "P", "width", "seed"]
 
 
 def usable_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The rows of runs that did not diverge, and a note on what was left out."""
+    """The rows of runs that did not diverge, and a note on what was left out.
+
+    The divergence rule is applied again on the train loss (what training lowers; the validation loss of
+    a healthy run may rise), from each run's first epoch, so a table written before the rule is read right."""
+    table = mark_diverged(table, RUN_COLS, "epoch", "train_loss")
     bad = table[table["status"] != "ok"][RUN_COLS].drop_duplicates()
     notes = []
     if len(bad):
         cells = ", ".join(f"{r.dataset} P={r.P} c={r.width} seed={r.seed}" for r in bad.itertuples())
-        notes.append(f"excluded {len(bad)} diverged run(s): {cells}")
+        notes.append(f"excluded {len(bad)} diverged run(s) ({describe('train loss')}): {cells}")
     return table[table["status"] == "ok"], notes
 
 
@@ -51,7 +56,7 @@ def fit_images(table: pd.DataFrame, *, quantiles, bootstrap: int, seed: int = 0)
 
     ok, notes = usable_rows(table)
     if ok.empty:
-        raise UserError("images: every run diverged; lower images.lr")
+        raise UserError(f"images: every run diverged ({describe('train loss')}); lower images.lr")
     frames = []
     for metric, (split, kind) in METRICS.items():
         for rule in EPOCH_RULES:

@@ -9,12 +9,14 @@ side by side (fits.py); write the fits table, its JSON and the report caption; d
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import pandas as pd
 import torch
 
 from scalinglab.core.checkpoint import discard
+from scalinglab.core.divergence import mark_diverged
 from scalinglab.core.errors import UserError
 from scalinglab.core.io import write_parquet, write_text
 from scalinglab.images.fits import caption as fits_caption
@@ -98,6 +100,9 @@ def train_bundle(
             checkpoint_every_s=checkpoint_every_s,
         )
     seconds = time.perf_counter() - started
+    # finite blow-ups too (training marks only NaN/inf); the train loss, as training lowers it, against
+    # ln K, the cross-entropy of a net at chance (its loss at step 0: the frame logs no epoch 0)
+    frame = mark_diverged(frame, ["width", "seed"], "epoch", "train_loss", initial=math.log(images.n_classes))
     frame.insert(0, "dataset", dataset)
     frame.insert(0, "experiment", EXPERIMENT)
     frame.insert(2, "train_size", str(P))  # the setting ("all" or a number); P holds the count

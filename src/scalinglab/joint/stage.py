@@ -15,10 +15,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from scalinglab.core.divergence import describe, mark_diverged
 from scalinglab.core.errors import UserError
 from scalinglab.core.io import read_concat, write_parquet, write_text
 
 EXPERIMENT = "joint"
+CELL = ["N", "P", "seed"]  # one d per grid: N tells the widths apart
 
 
 def add_compute(frame: pd.DataFrame) -> pd.DataFrame:
@@ -35,15 +37,23 @@ def aggregate(*, parts: list, table) -> pd.DataFrame:
 
 
 def final_cells(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Each cell's last logged row (finite P only, not diverged), and notes on what was left out."""
+    """Each cell's last logged row (finite P only, not diverged), and notes on what was left out.
+
+    The divergence rule is applied again here, so a table written before it (a finite blow-up marked
+    "ok") is read right too; a one-line UserError when every cell diverged."""
     notes = []
-    bad = table[table["status"] != "ok"][["N", "P", "seed"]].drop_duplicates()
+    table = mark_diverged(table, CELL, "step", "test_loss")
+    bad = table[table["status"] != "ok"][CELL].drop_duplicates()
+    finite = np.isfinite(table["P"].astype(float))
+    ok = table[(table["status"] == "ok") & finite]
+    if ok.empty and (table.loc[finite, "status"] != "ok").any():
+        raise UserError(f"joint: every cell diverged ({describe('test MSE')}); lower joint.schedule.max_lr")
     if len(bad):
-        notes.append(f"left out {len(bad)} diverged cell(s)")
-    ok = table[(table["status"] == "ok") & np.isfinite(table["P"].astype(float))]
+        cells = ", ".join(f"N={r.N} P={r.P:g} seed={r.seed}" for r in bad.itertuples())
+        notes.append(f"left out {len(bad)} diverged cell(s) ({describe('test MSE')}): {cells}")
     if len(ok) < len(table[table["status"] == "ok"]):
         notes.append("left out P = inf cells: the joint law needs a finite training-set size")
-    last = ok.loc[ok.groupby(["N", "P", "seed"])["step"].idxmax()].reset_index(drop=True)
+    last = ok.loc[ok.groupby(CELL)["step"].idxmax()].reset_index(drop=True)
     return last, notes
 
 

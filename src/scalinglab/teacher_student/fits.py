@@ -7,20 +7,33 @@ import math
 
 import pandas as pd
 
+from scalinglab.core.divergence import describe, mark_diverged
+from scalinglab.core.errors import UserError
 from scalinglab.core.rst import simple_table
 from scalinglab.dimension.table import reference_estimates
 from scalinglab.laws.power_law import DIAGNOSTICS_SEPARATOR, fit_groups, fits_to_frame
 
+CELL = ["d", "P", "width", "seed"]
+
 
 def final_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Each cell's last logged step, without diverged cells; also notes on what was excluded."""
+    """Each cell's last logged step, without diverged cells; also notes on what was excluded.
+
+    The divergence rule is applied again here, so a table written before it (every finite blow-up
+    marked "ok") is read right too; a one-line UserError when every cell diverged."""
     notes = []
-    diverged = table[table["status"] != "ok"][["d", "P", "width", "seed"]].drop_duplicates()
+    table = mark_diverged(table, CELL, "step", "test_loss")
+    diverged = table[table["status"] != "ok"][CELL].drop_duplicates()
+    ok = table[table["status"] == "ok"]
+    if len(diverged) and ok.empty:
+        raise UserError(
+            f"teacher_student: every cell diverged ({describe('test MSE')}); "
+            "lower teacher_student.schedule.max_lr (or its phases' lr)"
+        )
     if len(diverged):
         cells = ", ".join(f"d={r.d} P={r.P:g} n={r.width} seed={r.seed}" for r in diverged.itertuples())
-        notes.append(f"excluded {len(diverged)} diverged cell(s): {cells}")
-    ok = table[table["status"] == "ok"]
-    last = ok.loc[ok.groupby(["d", "P", "width", "seed"])["step"].idxmax()]
+        notes.append(f"excluded {len(diverged)} diverged cell(s) ({describe('test MSE')}): {cells}")
+    last = ok.loc[ok.groupby(CELL)["step"].idxmax()]
     return last.reset_index(drop=True), notes
 
 

@@ -17,6 +17,7 @@ import torch
 from scalinglab.core.checkpoint import discard
 from scalinglab.core.config import format_train_size, parse_train_size
 from scalinglab.core.devices import device_for_job, pick_device
+from scalinglab.core.divergence import series_diverged
 from scalinglab.core.io import atomic_path, write_parquet, write_text
 from scalinglab.core.provenance import provenance
 from scalinglab.core.seeding import derive_seed
@@ -173,7 +174,8 @@ def _train_bundle_on(
 
 def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float, seed: int) -> pd.DataFrame:
     test = logs["test_loss"][:, member]
-    diverged = not np.all(np.isfinite(test))
+    # test MSE, not train: it is logged at step 0 (the initial loss) and it is what the fits use
+    diverged = bool(series_diverged(test))
     return pd.DataFrame(
         {
             "experiment": EXPERIMENT,
