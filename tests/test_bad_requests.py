@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from test_bad_input import assert_one_line_error, files_under
@@ -191,3 +192,21 @@ def test_a_user_error_in_a_training_job_is_not_retried(tmp_path):
     assert "P = 5000 is outside 1..1438" in out
     assert "Trying to restart" not in out
     assert "Traceback" not in out
+
+
+def test_a_cell_damaged_inside_is_one_line_when_aggregated(tmp_path):
+    """Whole at both ends (so the check before the run passes it) but broken inside."""
+    from scalinglab.core.io import read_concat, write_parquet
+
+    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    write_parquet(pd.DataFrame({"x": [1.0, 2.0]}), good)
+    blob = bytearray(good.read_bytes())
+    blob[8:40] = bytes(32)
+    bad.write_bytes(bytes(blob))
+    assert preflight.damaged_parquet([str(good), str(bad)]) == []
+    with pytest.raises(UserError, match=r"bad.parquet: cannot read it as parquet .* Delete it and rerun") as caught:
+        read_concat([good, bad])
+    assert "\n" not in str(caught.value)
+    with open(good, "r+b") as fh:
+        fh.truncate(30)
+    assert preflight.damaged_parquet([str(good)]) == [str(good)]

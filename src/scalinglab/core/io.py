@@ -19,11 +19,42 @@ from scalinglab.core.errors import UserError
 PROVENANCE_KEY = b"scalinglab"
 
 
+def _proc_umask() -> int | None:
+    """This process's umask from /proc (Linux), read without changing it; None where unavailable."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_by_setting() -> int:
+    """The umask the only portable way, by setting it and back: not thread-safe, so done once, at import."""
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+_UMASK_AT_IMPORT = _proc_umask()
+if _UMASK_AT_IMPORT is None:
+    _UMASK_AT_IMPORT = _umask_by_setting()
+
+
+def output_mode() -> int:
+    """The mode open() would give a new file: 0o666 less the umask (read now where /proc has it)."""
+    umask = _proc_umask()
+    return 0o666 & ~(_UMASK_AT_IMPORT if umask is None else umask)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    A crash or exception leaves the old file (or none) in place, never a partial one.
+    A crash or exception leaves the old file (or none) in place, never a partial one. The file gets
+    the umask's mode (mkstemp's temporary is 0600, unreadable to the group sharing a results directory).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +63,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, output_mode())  # after the block: a writer may have replaced the temporary file
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -62,8 +94,15 @@ def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict
 
 
 def read_concat(paths: list) -> pd.DataFrame:
-    """The Parquet tables of `paths` (cells, per-job results) as one table."""
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    """The Parquet tables of `paths` (cells, per-job results) as one table; a damaged one is a
+    one-line error that names it and says how to compute it again."""
+    frames = []
+    for path in paths:
+        try:
+            frames.append(read_table(path))
+        except UserError as exc:
+            raise UserError(f"{exc} Delete it and rerun to compute it again.") from None
+    return pd.concat(frames, ignore_index=True)
 
 
 def concat_parquet(parts: list, table) -> pd.DataFrame:

@@ -145,38 +145,38 @@ def train_runs(
         if checkpoint
         else ""
     )  # hashing the data costs
-    saver = Checkpointer(checkpoint, checkpoint_every_s, key)
-    resumed = saver.load()
-    frames = list(resumed["frames"]) if resumed else []
-    for s in seeds[len(frames) :]:  # a resumed call has the finished seeds' frames already
-        run_state, resumed = (resumed["run"] if resumed else None), None  # only the first run resumes
+    with Checkpointer(checkpoint, checkpoint_every_s, key) as saver:  # its lock is held until training ends
+        resumed = saver.load()
+        frames = list(resumed["frames"]) if resumed else []
+        for s in seeds[len(frames) :]:  # a resumed call has the finished seeds' frames already
+            run_state, resumed = (resumed["run"] if resumed else None), None  # only the first run resumes
 
-        def checkpoint_after(epoch, run_state, s=s):  # run_state() builds the state only when saving
-            if saver.due(epoch, check_every=1):
-                state = run_state()
-                saver.save({"step": f"seed {s}, step {state['step']}", "frames": frames, "run": state})
+            def checkpoint_after(epoch, run_state, s=s):  # run_state() builds the state only when saving
+                if saver.due(epoch, check_every=1):
+                    state = run_state()
+                    saver.save({"step": f"seed {s}, step {state['step']}", "frames": frames, "run": state})
 
-        frames.append(
-            _train_one(
-                data,
-                test,
-                model=model,
-                P=P,
-                seed=s,
-                epochs=epochs,
-                batch=batch,
-                lr=lr,
-                width=width,
-                depth=depth,
-                n_logs=n_logs,
-                dev=dev,
-                progress=progress,
-                on_log=on_log,
-                checkpoint_after=checkpoint_after,
-                resume=run_state,
+            frames.append(
+                _train_one(
+                    data,
+                    test,
+                    model=model,
+                    P=P,
+                    seed=s,
+                    epochs=epochs,
+                    batch=batch,
+                    lr=lr,
+                    width=width,
+                    depth=depth,
+                    n_logs=n_logs,
+                    dev=dev,
+                    progress=progress,
+                    on_log=on_log,
+                    checkpoint_after=checkpoint_after,
+                    resume=run_state,
+                )
             )
-        )
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
+        return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def _train_one(

@@ -138,39 +138,39 @@ def train_cells(
         if checkpoint
         else ""
     )  # hashing the data costs
-    saver = Checkpointer(checkpoint, checkpoint_every_s, key)
-    resumed = saver.load()
-    frames = list(resumed["frames"]) if resumed else []
-    settings = dict(
-        data=on_device,
-        P=P,
-        epochs=epochs,
-        batch=batch,
-        lr=lr,
-        weight_decay=weight_decay,
-        augment=augment,
-        padding=padding,
-        n_classes=data.n_classes,
-        progress=progress,
-    )
-
-    groups = []  # (width, seeds) trained together: a width's ensemble, or one seed alone
-    for c in widths:
-        groups += [(c, list(seeds))] if use_ensemble else [(c, [s]) for s in seeds]
-    for c, group in groups[len(frames) :]:  # the groups a resumed run has finished are in `frames`
-        init_seeds = [derive_seed("convnet-init", data.name, c, s) for s in group]
-        streams = [BatchStream(subsets[s], derive_seed("image-batches", data.name, s), padding) for s in group]
-        train = _train_ensemble if use_ensemble else _train_single
-        resume, resumed = (resumed["group"] if resumed else None), None  # only the first group resumes
-
-        def checkpoint_after(epoch, group_state, c=c):  # group_state() builds the state only when saving
-            if saver.due(epoch, check_every=1):
-                saver.save({"step": f"width {c}, epoch {epoch}", "frames": frames, "group": group_state()})
-
-        frames.append(
-            train(c, group, init_seeds, streams, checkpoint_after=checkpoint_after, resume=resume, **settings)
+    with Checkpointer(checkpoint, checkpoint_every_s, key) as saver:  # its lock is held until training ends
+        resumed = saver.load()
+        frames = list(resumed["frames"]) if resumed else []
+        settings = dict(
+            data=on_device,
+            P=P,
+            epochs=epochs,
+            batch=batch,
+            lr=lr,
+            weight_decay=weight_decay,
+            augment=augment,
+            padding=padding,
+            n_classes=data.n_classes,
+            progress=progress,
         )
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
+
+        groups = []  # (width, seeds) trained together: a width's ensemble, or one seed alone
+        for c in widths:
+            groups += [(c, list(seeds))] if use_ensemble else [(c, [s]) for s in seeds]
+        for c, group in groups[len(frames) :]:  # the groups a resumed run has finished are in `frames`
+            init_seeds = [derive_seed("convnet-init", data.name, c, s) for s in group]
+            streams = [BatchStream(subsets[s], derive_seed("image-batches", data.name, s), padding) for s in group]
+            train = _train_ensemble if use_ensemble else _train_single
+            resume, resumed = (resumed["group"] if resumed else None), None  # only the first group resumes
+
+            def checkpoint_after(epoch, group_state, c=c):  # group_state() builds the state only when saving
+                if saver.due(epoch, check_every=1):
+                    saver.save({"step": f"width {c}, epoch {epoch}", "frames": frames, "group": group_state()})
+
+            frames.append(
+                train(c, group, init_seeds, streams, checkpoint_after=checkpoint_after, resume=resume, **settings)
+            )
+        return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def forward(model: ConvNet, x: torch.Tensor) -> torch.Tensor:

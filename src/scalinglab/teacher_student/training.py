@@ -292,64 +292,65 @@ def train(
         if checkpoint
         else "",
     )
-    logs = {"step": [], "samples": [], "lr": [], "train_loss": [], "test_loss": []}
-    running = torch.zeros(ens.E, dtype=torch.float64, device=device)
-    count, samples, first_step, next_eval, earlier_seconds = 0, 0, 0, 1, 0.0
-    started = time.perf_counter()
+    with saver:  # holds the checkpoint's lock until training ends, however it ends
+        logs = {"step": [], "samples": [], "lr": [], "train_loss": [], "test_loss": []}
+        running = torch.zeros(ens.E, dtype=torch.float64, device=device)
+        count, samples, first_step, next_eval, earlier_seconds = 0, 0, 0, 1, 0.0
+        started = time.perf_counter()
 
-    def log(step: int):
-        nonlocal running, count
-        logs["step"].append(step)
-        logs["samples"].append(samples)
-        logs["lr"].append(float(lrs[min(step, total - 1)]) if total else 0.0)
-        logs["train_loss"].append((running / count).cpu().numpy() if count else np.full(ens.E, np.nan))
-        logs["test_loss"].append(trainer.evaluate(test_x, test_y).cpu().numpy())
-        running = torch.zeros_like(running)
-        count = 0
-        if progress is not None:
-            progress(step, total, earlier_seconds + time.perf_counter() - started, logs["test_loss"][-1])
+        def log(step: int):
+            nonlocal running, count
+            logs["step"].append(step)
+            logs["samples"].append(samples)
+            logs["lr"].append(float(lrs[min(step, total - 1)]) if total else 0.0)
+            logs["train_loss"].append((running / count).cpu().numpy() if count else np.full(ens.E, np.nan))
+            logs["test_loss"].append(trainer.evaluate(test_x, test_y).cpu().numpy())
+            running = torch.zeros_like(running)
+            count = 0
+            if progress is not None:
+                progress(step, total, earlier_seconds + time.perf_counter() - started, logs["test_loss"][-1])
 
-    def state(step: int) -> dict:
-        return {
-            "step": step,
-            "flat": ens.flat.cpu(),
-            "exp_avg": trainer.exp_avg.cpu(),
-            "exp_avg_sq": trainer.exp_avg_sq.cpu(),
-            "step_count": trainer.step_count.cpu(),
-            "generator": source.gen.get_state(),
-            "position": source.position,
-            "offsets": source.offsets.cpu(),
-            "logs": logs,
-            "running": running.cpu(),
-            "count": count,
-            "samples": samples,
-            "next_eval": next_eval,
-            "seconds": earlier_seconds + time.perf_counter() - started,
-        }
+        def state(step: int) -> dict:
+            return {
+                "step": step,
+                "flat": ens.flat.cpu(),
+                "exp_avg": trainer.exp_avg.cpu(),
+                "exp_avg_sq": trainer.exp_avg_sq.cpu(),
+                "step_count": trainer.step_count.cpu(),
+                "generator": source.gen.get_state(),
+                "position": source.position,
+                "offsets": source.offsets.cpu(),
+                "logs": logs,
+                "running": running.cpu(),
+                "count": count,
+                "samples": samples,
+                "next_eval": next_eval,
+                "seconds": earlier_seconds + time.perf_counter() - started,
+            }
 
-    saved = saver.load()
-    if saved is None:
-        log(0)
-    else:
-        ens.flat.copy_(saved["flat"])  # in place: the trainer's views stay valid
-        for name in ("exp_avg", "exp_avg_sq", "step_count"):
-            getattr(trainer, name).copy_(saved[name])
-        source.gen.set_state(saved["generator"])
-        source.position, source.offsets = saved["position"], saved["offsets"].to(device)
-        logs, running = saved["logs"], saved["running"].to(device)
-        count, samples, next_eval = saved["count"], saved["samples"], saved["next_eval"]
-        first_step, earlier_seconds = saved["step"], saved["seconds"]
-    for step in range(first_step, total):
-        batch = int(batches[step])
-        x, y = source.next(batch)
-        running += trainer.step(x, y, lrs[step])
-        count += 1
-        samples += batch
-        if step + 1 == eval_at[next_eval]:
-            log(step + 1)
-            next_eval += 1
-        if saver.due(step + 1) and step + 1 < total:
-            saver.save(state(step + 1))
-    logs = {k: np.asarray(v) for k, v in logs.items()}
-    logs["seconds"] = earlier_seconds + time.perf_counter() - started
-    return logs
+        saved = saver.load()
+        if saved is None:
+            log(0)
+        else:
+            ens.flat.copy_(saved["flat"])  # in place: the trainer's views stay valid
+            for name in ("exp_avg", "exp_avg_sq", "step_count"):
+                getattr(trainer, name).copy_(saved[name])
+            source.gen.set_state(saved["generator"])
+            source.position, source.offsets = saved["position"], saved["offsets"].to(device)
+            logs, running = saved["logs"], saved["running"].to(device)
+            count, samples, next_eval = saved["count"], saved["samples"], saved["next_eval"]
+            first_step, earlier_seconds = saved["step"], saved["seconds"]
+        for step in range(first_step, total):
+            batch = int(batches[step])
+            x, y = source.next(batch)
+            running += trainer.step(x, y, lrs[step])
+            count += 1
+            samples += batch
+            if step + 1 == eval_at[next_eval]:
+                log(step + 1)
+                next_eval += 1
+            if saver.due(step + 1) and step + 1 < total:
+                saver.save(state(step + 1))
+        logs = {k: np.asarray(v) for k, v in logs.items()}
+        logs["seconds"] = earlier_seconds + time.perf_counter() - started
+        return logs
