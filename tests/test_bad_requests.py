@@ -210,3 +210,15 @@ def test_a_cell_damaged_inside_is_one_line_when_aggregated(tmp_path):
     with open(good, "r+b") as fh:
         fh.truncate(30)
     assert preflight.damaged_parquet([str(good)]) == [str(good)]
+
+
+def test_a_cell_with_other_columns_is_refused_when_aggregated(tmp_path):
+    """An older version's cell or a hand edit (test_loss renamed): not NaN rows passed off as diverged."""
+    from scalinglab.core.io import read_concat, write_parquet
+
+    good, old = tmp_path / "good.parquet", tmp_path / "old.parquet"
+    write_parquet(pd.DataFrame({"step": [0, 1], "test_loss": [1.0, 0.5]}), good)
+    write_parquet(pd.DataFrame({"step": [0, 1], "loss": [1.0, 0.5]}), old)
+    with pytest.raises(UserError, match=r"old.parquet: its columns differ .*missing: test_loss; extra: loss"):
+        read_concat([good, old])
+    assert len(read_concat([good, good])) == 4

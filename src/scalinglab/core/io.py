@@ -102,6 +102,18 @@ def read_concat(paths: list) -> pd.DataFrame:
             frames.append(read_table(path))
         except UserError as exc:
             raise UserError(f"{exc} Delete it and rerun to compute it again.") from None
+    # a cell from an older version or a hand edit has other columns: concat would fill them with NaN,
+    # which the fits would then read as diverged runs
+    if frames:
+        expected = list(frames[0].columns)
+        for path, frame in zip(paths, frames):
+            missing = [c for c in expected if c not in frame.columns]
+            extra = [c for c in frame.columns if c not in expected]
+            if missing or extra:
+                raise UserError(
+                    f"{path}: its columns differ from {paths[0]}'s (missing: {', '.join(missing) or 'none'}; "
+                    f"extra: {', '.join(map(str, extra)) or 'none'}); delete it and rerun to compute it again"
+                )
     return pd.concat(frames, ignore_index=True)
 
 
