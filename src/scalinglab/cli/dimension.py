@@ -56,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from scalinglab.dimension.estimators import estimate
 
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed}: --seed must be >= 0; give a non-negative integer")
     points = _read_points(Path(args.file), args.columns)
     ks = args.k or DEFAULT_KS
     if args.estimator != "twonn" and min(ks) < 3:
@@ -64,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--subsample {args.subsample}: need at least 3 points")
     if args.bootstrap < 0:
         raise UserError(f"--bootstrap {args.bootstrap}: give 0 (no CI) or a positive count")
+    if args.subsample is not None and args.subsample > len(points):
+        print(
+            f"scalinglab dimension: note: --subsample {args.subsample} is more than the {len(points)} points; "
+            f"using all {len(points)}",
+            file=sys.stderr,
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

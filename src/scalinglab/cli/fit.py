@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--law broken fits by relative least squares without CIs; drop --quantile and --bootstrap")
     if args.bootstrap > MAX_DRAWS:
         raise UserError(f"--bootstrap {args.bootstrap} is more than the {MAX_DRAWS:,} allowed; 1000 to 10000 suffice")
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed}: --seed must be >= 0; give a non-negative integer")
     if args.law == "joint" and not (args.n and args.p):
         raise UserError("the joint law needs --n COL and --p COL")
     rule = args.epoch_rule or ("final" if args.epoch else "all")
@@ -173,7 +175,17 @@ def _record(labels: dict, fit, rule: str) -> dict:
 
 
 def _json_safe(labels: dict) -> dict:
-    return {str(k): (None if isinstance(v, float) and v != v else v) for k, v in labels.items()}
+    """Group labels for JSON: NaN as None, numpy scalars as Python, anything else JSON lacks (a date) as str()."""
+    out = {}
+    for key, value in labels.items():
+        if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+            value = value.item()
+        if isinstance(value, float) and value != value:
+            value = None
+        elif not (value is None or isinstance(value, (str, int, float, bool))):
+            value = str(value)
+        out[str(key)] = value
+    return out
 
 
 def _json_ready(value):

@@ -10,6 +10,7 @@ Then, e.g.: scalinglab fit runs.parquet --x "Model size" --y value --filter metr
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 import warnings
@@ -46,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"-o {output}: the runs table is written as Parquet; give a name ending in .parquet")
     if output.is_dir():
         raise UserError(f"-o {output}: is a directory; give a file name ending in .parquet")
+    for parent in output.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"-o {output}: {parent} is a file, not a directory; choose another output path")
+            break
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -67,8 +73,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         write_parquet(table, output, provenance=provenance)
     except OSError as exc:
-        reason = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
-        raise UserError(f"-o {output}: cannot write it ({reason}); choose a writable path") from None
+        text = str(exc)
+        if exc.errno == errno.ENOSPC or "No space left" in text or "errno 28" in text:
+            raise UserError(
+                f"-o {output}: cannot write it: no space left on device; free some space or write elsewhere"
+            ) from None
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UserError(
+                f"-o {output}: cannot write it: {(exc.strerror or 'permission denied').lower()}; choose a writable path"
+            ) from None
+        reason = exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
+        if exc.filename is not None:
+            reason = f"{reason}: {exc.filename}"
+        raise UserError(f"-o {output}: cannot write it ({reason}); choose another output path") from None
 
     runs = table["run_id"].nunique()
     print(f"wrote {len(table)} rows from {runs} runs to {output}; columns: {', '.join(map(str, table.columns))}")

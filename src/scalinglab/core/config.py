@@ -214,10 +214,7 @@ def _check_finite(value, where: str = "") -> None:
 
 def _check_semantics(config: dict) -> None:
     ts = config["teacher_student"]
-    try:
-        ts["schedule_by_d"] = {int(d): sched for d, sched in ts["schedule_by_d"].items()}
-    except ValueError:
-        raise UserError("config: teacher_student.schedule_by_d: keys must be integer dimensions d") from None
+    ts["schedule_by_d"] = {_integer_key(d): sched for d, sched in ts["schedule_by_d"].items()}
     unknown = sorted(set(ts["schedule_by_d"]) - set(ts["d"]))
     if unknown:
         raise UserError(f"config: teacher_student.schedule_by_d: d={unknown} not in teacher_student.d")
@@ -256,11 +253,67 @@ def _check_semantics(config: dict) -> None:
             f"config: dimension.ks: k = {max(dim['ks'])} needs more than k points, but dimension.subsample is "
             f"{dim['subsample']}; lower k or raise the subsample"
         )
+    _check_local_dirs(config["datasets"])
+    _check_fit_grids(config)
     root = config["datasets"]["root"]
     if "{" in root or "}" in root:
         raise UserError(
             f"config: datasets.root: {root!r} contains a brace, which Snakemake reads as a wildcard; "
             "choose a path without { or }"
+        )
+
+
+def _integer_key(d) -> int:
+    """A schedule_by_d key as the integer d it names: `2` or "2", never 2.5 or "2.5" (int() would
+    truncate those to d=2 and silently replace d=2's schedule)."""
+    if isinstance(d, int) and not isinstance(d, bool):
+        return d
+    if isinstance(d, str) and re.fullmatch(r"[+-]?\d+", d.strip()):
+        return int(d)
+    raise UserError(
+        f"config: teacher_student.schedule_by_d: key {d!r} is not an integer dimension d; "
+        "use one of the integers in teacher_student.d"
+    )
+
+
+# datasets that ship inside a Python package (scikit-learn, mnist1d): no folder of original files to read
+PACKAGED_DATASETS = ("digits", "mnist1d")
+
+
+def _check_local_dirs(datasets: dict) -> None:
+    packaged = sorted(set(datasets["local_dirs"]) & set(PACKAGED_DATASETS))
+    if packaged:
+        raise UserError(
+            f"config: datasets.local_dirs.{packaged[0]}: {packaged[0]} ships with its Python package and is "
+            "never read from a folder; remove this key"
+        )
+
+
+def _check_fit_grids(config: dict) -> None:
+    """Grids that pass the schema but that the enabled stages' fits can never use: refuse them before
+    any training, not after."""
+    ts = config["teacher_student"]
+    if ts["enabled"] and len(set(ts["widths"])) < 2:
+        raise UserError(
+            f"config: teacher_student.widths: {ts['widths']} has one width, but the fit of loss against N "
+            "needs at least 2 widths; add a width"
+        )
+    joint = config.get("joint")
+    if joint and joint.get("enabled"):
+        _check_joint_grid(joint)
+
+
+# the joint law E + A N^-alpha + B P^-beta has 5 parameters: its fit needs >= 2 distinct N, >= 2 distinct P
+# and >= 5 (N, P) configurations (laws/joint/data.py:enough; the schema's minItems gives the first two)
+JOINT_MIN_CONFIGS = 5
+
+
+def _check_joint_grid(joint: dict) -> None:
+    widths, sizes = len(set(joint["widths"])), len(set(joint["train_sizes"]))
+    if widths * sizes < JOINT_MIN_CONFIGS:
+        raise UserError(
+            f"config: joint: {widths} widths x {sizes} train_sizes give {widths * sizes} (N, P) configurations, "
+            f"but the joint fit needs at least {JOINT_MIN_CONFIGS}; add a width or a train size"
         )
 
 

@@ -129,12 +129,22 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file; give the path of a Parquet or CSV table")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; give the path of a Parquet or CSV table")
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            frame = pd.read_parquet(path)
+            _refuse_repeated(list(frame.columns), path)
+            return frame
         if suffix in (".csv", ".tsv", ".txt"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+            sep = "\t" if suffix == ".tsv" else ","
+            frame = pd.read_csv(path, sep=sep)
+            # pandas renames a repeated name (N, N -> N, N.1): the header row itself tells
+            _refuse_repeated(list(pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0]), path)
+            return frame
+    except UserError:
+        raise
     except Exception as exc:  # pyarrow and pandas raise many types for a damaged file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
@@ -143,9 +153,24 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     raise UserError(f"{path}: unknown table format '{suffix}'; use .parquet or .csv")
 
 
+def _refuse_repeated(names: list, path: Path) -> None:
+    seen = set()
+    for name in names:
+        if isinstance(name, float) and name != name:  # an empty header cell (pandas: "Unnamed: i")
+            continue
+        if name in seen:
+            raise UserError(f"column '{name}' appears twice in {path}; rename one")
+        seen.add(name)
+
+
 def require_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise UserError(
-            f"{source}: missing column(s) {', '.join(missing)}; available: {', '.join(map(str, frame.columns))}"
-        )
+        names = [str(c) for c in frame.columns]
+        if any(n != n.strip() for n in names):
+            # a name with a leading or trailing space looks like the one asked for: show it quoted
+            raise UserError(
+                f"{source}: missing column(s) {', '.join(missing)}; available: {', '.join(map(repr, names))} "
+                "(names with spaces around them: the file may use ', ' as separator)"
+            )
+        raise UserError(f"{source}: missing column(s) {', '.join(missing)}; available: {', '.join(names)}")

@@ -26,13 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scalinglab.core.config import PACKAGED_DATASETS
 from scalinglab.core.errors import UserError, one_line
 from scalinglab.core.io import atomic_path
 from scalinglab.datasets.image_data import DATA_FILE, FORMAT_VERSION, ImageData, read
 from scalinglab.datasets.packaged import digits, mnist1d
 
 DOWNLOAD_TIMEOUT_S = 60  # torchvision opens URLs without a timeout; a dead link must not hang a job
-LOCAL_DIR_HINT = "pass local_dir (CLI: --data-dir) pointing at a folder that holds the original files"
+# the config key that points a dataset at a folder of its original files (the workflow's datasets.local_dirs)
+LOCAL_DIR_HINT = "set datasets.local_dirs.{name} in the config to a folder that holds the original files"
+
+
+def _hint(name: str) -> str:
+    return LOCAL_DIR_HINT.format(name=name)
+
 
 # md5 of every file we accept, per dataset: the archives torchvision downloads, and the files inside
 # them. IDX entries without ".gz" are the decompressed files: repackagers (Debian's
@@ -84,7 +91,7 @@ SYSTEM_DIRS: dict[str, list[str]] = {
 }
 
 TORCHVISION_CLASSES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-PACKAGED = ("digits", "mnist1d")
+PACKAGED = PACKAGED_DATASETS  # shipped inside a Python package; the config refuses a local_dirs entry
 NAMES = (*TORCHVISION_CLASSES, *PACKAGED)
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -143,6 +150,8 @@ def load(
 
 
 def _build(name: str, folder: Path, local_dir, download: bool) -> tuple[dict, dict]:
+    if name in PACKAGED and local_dir is not None:
+        raise UserError(f"{name}: ships with its Python package and is never read from a folder; drop local_dir")
     if name == "digits":
         return digits()
     if name == "mnist1d":
@@ -150,7 +159,7 @@ def _build(name: str, folder: Path, local_dir, download: bool) -> tuple[dict, di
     if local_dir is None:
         local_dir = _system_dir(name)
     if local_dir is None and not download:
-        raise UserError(f"{name}: not prepared at {folder / DATA_FILE} and downloads are off; {LOCAL_DIR_HINT}")
+        raise UserError(f"{name}: not prepared at {folder / DATA_FILE} and downloads are off; {_hint(name)}")
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     try:
         if local_dir is not None:
@@ -208,9 +217,9 @@ def _read_torchvision(name: str, staging: Path, fetch: bool) -> tuple[dict, list
             file, got, expected = bad
             raise UserError(
                 f"{name}: checksum mismatch for {file} (md5 {got}, expected {expected}): a corrupt or partial "
-                f"download or a damaged file; retry, or {LOCAL_DIR_HINT}"
+                f"download or a damaged file; retry, or {_hint(name)}"
             ) from None
-        raise UserError(f"{name}: download or read failed ({one_line(exc)}); {LOCAL_DIR_HINT}") from None
+        raise UserError(f"{name}: download or read failed ({one_line(exc)}); {_hint(name)}") from None
     finally:
         socket.setdefaulttimeout(previous_timeout)
     arrays = {
@@ -246,7 +255,7 @@ def _stage_local(name: str, local_dir: Path, staging: Path) -> bool:
     Returns True when torchvision must still extract them (a verified CIFAR archive: its download
     step finds the archive in place with the right md5 and only extracts it, no network)."""
     if not local_dir.is_dir():
-        raise UserError(f"{name}: local directory {local_dir} does not exist; {LOCAL_DIR_HINT}")
+        raise UserError(f"{name}: local directory {local_dir} does not exist; {_hint(name)}")
     if name in ("cifar10", "cifar100"):
         return _stage_local_cifar(name, local_dir, staging)
     _stage_local_idx(name, local_dir, staging)
@@ -269,7 +278,7 @@ def _stage_local_cifar(name: str, local_dir: Path, staging: Path) -> bool:
         if found is None:
             raise UserError(
                 f"{name}: {local_dir} holds neither {cls.filename} nor the batch file {file} "
-                f"(also looked in {cls.base_folder}/); {LOCAL_DIR_HINT}"
+                f"(also looked in {cls.base_folder}/); {_hint(name)}"
             )
         _verify(name, found, md5[file])
         os.symlink(found.resolve(), target / file)
@@ -284,13 +293,13 @@ def _stage_local_idx(name: str, local_dir: Path, staging: Path) -> None:
     for file in IDX_FILES:
         found = _find_idx(local_dir, file)
         if found is None:
-            raise UserError(f"{name}: {local_dir} has neither {file} nor {file}.gz; {LOCAL_DIR_HINT}")
+            raise UserError(f"{name}: {local_dir} has neither {file} nor {file}.gz; {_hint(name)}")
         content = _read_maybe_gzip(name, found)
         got = hashlib.md5(content, usedforsecurity=False).hexdigest()
         if got != md5[file]:
             raise UserError(
                 f"{name}: checksum mismatch for {found} (md5 of its content {got}, expected {md5[file]}); "
-                f"the file is corrupt or not the original; {LOCAL_DIR_HINT}"
+                f"the file is corrupt or not the original; {_hint(name)}"
             )
         (raw / file).write_bytes(content)
 
@@ -309,7 +318,7 @@ def _read_maybe_gzip(name: str, path: Path) -> bytes:
     try:
         return gzip.decompress(data)
     except (OSError, EOFError) as exc:
-        raise UserError(f"{name}: {path} is not a valid gzip file ({one_line(exc)}); {LOCAL_DIR_HINT}") from None
+        raise UserError(f"{name}: {path} is not a valid gzip file ({one_line(exc)}); {_hint(name)}") from None
 
 
 def _verify_idx_content(name: str, staging: Path) -> None:
@@ -324,7 +333,7 @@ def _verify(name: str, path: Path, expected: str) -> None:
     if got != expected:
         raise UserError(
             f"{name}: checksum mismatch for {path} (md5 {got}, expected {expected}); "
-            f"the file is corrupt or not the original; {LOCAL_DIR_HINT}"
+            f"the file is corrupt or not the original; {_hint(name)}"
         )
 
 

@@ -24,7 +24,7 @@ from scalinglab.core.seeding import derive_seed
 from scalinglab.dimension.table import reference_estimates
 from scalinglab.teacher_student.fits import comparison_rst, comparison_table, final_rows, fit_exponents, fits_caption
 from scalinglab.teacher_student.schedules import Schedule
-from scalinglab.teacher_student.teacher import Teacher
+from scalinglab.teacher_student.teacher import Teacher, load_tensors
 from scalinglab.teacher_student.training import MLPEnsemble, student_param_count, train
 
 EXPERIMENT = "teacher_student"
@@ -43,7 +43,7 @@ def make_teacher(*, d: int, embedding_width: int, teacher_seed: int, teacher) ->
 
 def make_dataset(*, teacher, n_points: int, stream: list, points) -> None:
     """Sample n_points (x, y) from the teacher file with a seed derived from the keys `stream`."""
-    net = Teacher.from_state_dict(torch.load(teacher))
+    net = Teacher.load(teacher)
     started = time.perf_counter()
     x, y = net.sample(n_points, derive_seed(*stream))
     save_tensors({"x": x, "y": y, "d": net.d, "embedding_width": net.embedding_width}, points)
@@ -125,7 +125,9 @@ def _train_bundle_on(
     checkpoint_every_s,
 ):
     use_compile = dev.type == "cuda" if compile == "auto" else bool(compile)
-    train_data, test_data = torch.load(train_path), torch.load(test_path)
+    train_data, test_data = (
+        load_tensors(path, ("x", "y", "embedding_width"), "data") for path in (train_path, test_path)
+    )
     w = int(train_data["embedding_width"])
     P_value = parse_train_size(P)
     mode = "stream" if P_value == math.inf else "sample"

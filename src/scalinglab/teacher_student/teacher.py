@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from scalinglab.core.errors import UserError, one_line
+
 HIDDEN = 600
 
 
@@ -69,3 +71,25 @@ class Teacher:
     @classmethod
     def from_state_dict(cls, state: dict) -> Teacher:
         return cls(d=int(state["d"]), embedding_width=int(state["embedding_width"]), weights=list(state["weights"]))
+
+    @classmethod
+    def load(cls, path) -> Teacher:
+        """The teacher saved at `path` (make_teacher's output), with a one-line error naming a damaged file."""
+        return cls.from_state_dict(load_tensors(path, ("d", "embedding_width", "weights"), "teacher"))
+
+
+def load_tensors(path, keys: tuple[str, ...], what: str) -> dict:
+    """A dict of tensors and plain values saved by torch.save (weights_only: no code runs on load); a
+    truncated, foreign or missing file is a one-line UserError that names it."""
+    try:
+        blob = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what} file; rerun to build it") from None
+    except Exception as exc:  # a truncated or foreign file raises many types
+        raise UserError(
+            f"{path}: cannot read this {what} file ({one_line(exc)}); delete it and rerun to rebuild it"
+        ) from None
+    missing = [key for key in keys if not isinstance(blob, dict) or key not in blob]
+    if missing:
+        raise UserError(f"{path}: not a {what} file (no {', '.join(missing)}); delete it and rerun to rebuild it")
+    return blob
