@@ -184,7 +184,7 @@ def test_unwritable_output_is_a_one_line_error(logs, tmp_path, capsys):
     blocker.write_text("not a directory")
     assert main(["import-tensorboard", str(logs[0]), "-o", str(blocker / "runs.parquet")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot write" in err[0]
+    assert len(err) == 1 and "a_file is a file, not a directory" in err[0]
     assert main(["import-tensorboard", str(logs[0]), "-o", str(tmp_path / "runs.csv")]) == 2
     assert ".parquet" in capsys.readouterr().err
 
