@@ -31,19 +31,23 @@ def message_figure(text: str, path) -> None:
 
 
 def gamma_figure(table: pd.DataFrame, path) -> None:
-    """γ_pred against γ_meas with their SEs, the diagonal, and the talk's values as open marks."""
+    """γ_pred against the γ_meas it predicts (column `compare_with`: the perceptron's is that of
+    ε/ε_Hebb), with their SEs, the diagonal, and the talk's values as open marks."""
     fig, ax = plt.subplots(figsize=(5.0, 4.6))
-    done = table[np.isfinite(table["gamma_pred"])]
+    done = table[np.isfinite(table["gamma_pred"])].copy()
+    compare = done["compare_with"] if "compare_with" in done else pd.Series("gamma_meas", index=done.index)
+    done["measured"] = [getattr(r, c) for r, c in zip(done.itertuples(), compare)]
+    done["measured_se"] = [getattr(r, f"{c}_se") for r, c in zip(done.itertuples(), compare)]
     for i, r in enumerate(done.itertuples()):
         color = f"C{i % 10}"
         ax.errorbar(
-            r.gamma_meas,
+            r.measured,
             r.gamma_pred,
-            xerr=_finite(r.gamma_meas_se),
+            xerr=_finite(r.measured_se),
             yerr=_finite(r.gamma_pred_se),
             fmt="o",
             color=color,
-            label=f"{r.model} / {r.dataset}",
+            label=f"{r.model} / {r.dataset} ({getattr(r, 'error', 'error')})",
         )
         if math.isfinite(r.talk_gamma_pred):
             ax.plot(
@@ -54,13 +58,13 @@ def gamma_figure(table: pd.DataFrame, path) -> None:
                 color=color,
                 label=f"talk: {r.model} / {r.dataset}",
             )
-    values = np.concatenate([done[["gamma_pred", "gamma_meas"]].to_numpy().ravel(), [0.0, 0.8]])
+    values = np.concatenate([done[["gamma_pred", "measured"]].to_numpy(float).ravel(), [0.0, 0.8]])
     hi = float(np.nanmax(values)) * 1.15 + 0.05
     lo = min(0.0, float(np.nanmin(values)) * 1.15)
     ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", label="γ_pred = γ_meas")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    ax.set_xlabel("γ_meas (fitted to ε_opt(P))")
+    ax.set_xlabel("γ_meas of the row's ε (fitted to ε_opt(P))")
     ax.set_ylabel("γ_pred = γ1·γ2")
     ax.set_title("predicted against measured learning-curve exponent")
     ax.legend(fontsize=7)

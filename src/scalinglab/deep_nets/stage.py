@@ -32,6 +32,11 @@ TALK = {
     ("vit", "cifar10"): (0.23, 0.21),
     ("vit", "cifar100"): (0.14, 0.12),
 }
+# the CLI line that gives analyse_pair's numbers from the stage's own run files (tests check it, exactly)
+DEEP_NETS_CLI = (
+    "scalinglab implicit-bias results/runs/deep_nets/model~{model}/dataset~{dataset}/P~*/seed~*.parquet "
+    "--norm log_norm --norm-is-log --error {error} --filter status=ok --json"
+)
 GAMMA_KEYS = (
     "gamma1",
     "gamma1_se",
@@ -136,14 +141,16 @@ def analyse_pair(
     upper_fraction: float,
     error: str,
 ) -> dict:
-    """gamma1, gamma2, gamma_pred vs gamma_meas for one (model, dataset); its three figures.
+    """gamma1, gamma2, gamma_pred vs gamma_meas for one (model, dataset) by the default (robust)
+    method, the authors' procedure with `window` and `upper_fraction` beside it (under `authors`);
+    its three figures.
 
     When the laws cannot be measured (e.g. too few P with the error minimum inside the norm range
     reached by training), the JSON says why (`status`, `message`) instead of failing the workflow,
     and the figures show the raw curves or the reason.
     """
     from scalinglab.laws.implicit_bias import figures as implicit_bias_figures
-    from scalinglab.laws.implicit_bias.analysis import analyse
+    from scalinglab.laws.implicit_bias.analysis import analyse, authors_cross_check
 
     frame = mark_diverged(read_concat(runs), ["P", "seed"], "step", "train_loss")  # runs written before the rule too
     bad = frame[frame["status"] != "ok"][["P", "seed"]].drop_duplicates()
@@ -153,6 +160,7 @@ def analyse_pair(
             file=sys.stderr,
         )
     ok = frame[frame["status"] == "ok"]
+    columns = dict(p="P", seed="seed", norm="log_norm", error=error, norm_is_log=True)
     summary = {
         "model": model,
         "dataset": dataset,
@@ -162,6 +170,7 @@ def analyse_pair(
         "N": int(frame["N"].iloc[0]),
         "epochs": float(frame["epoch"].max()),
         "diverged_runs": len(bad),
+        "reproduce": DEEP_NETS_CLI.format(model=model, dataset=dataset, error=error),
     }
     try:
         if ok.empty:
@@ -169,16 +178,7 @@ def analyse_pair(
                 f"deep_nets: every run of {model} on {dataset} diverged ({describe('train loss')}); "
                 f"lower deep_nets.lr.{model}"
             )
-        result = analyse(
-            ok,
-            p="P",
-            seed="seed",
-            norm="log_norm",
-            error=error,
-            norm_is_log=True,
-            window=tuple(window),
-            upper_fraction=upper_fraction,
-        )
+        result = analyse(ok, **columns)
     except UserError as exc:
         summary.update({k: math.nan for k in GAMMA_KEYS}, status="unresolved", message=str(exc))
         print(f"note: {model} on {dataset}: the laws could not be measured: {exc}", file=sys.stderr)
@@ -193,14 +193,22 @@ def analyse_pair(
         implicit_bias_figures.collapse(result.collapse, result.window, collapse)
         implicit_bias_figures.learning_curve(result, learning)
         print(result.summary())
+    if not ok.empty:
+        summary["authors"] = authors_cross_check(ok, window=window, upper_fraction=upper_fraction, **columns)
     write_text(fits_json, json.dumps(summary, indent=1, default=float))
     return summary
 
 
 def gamma_table(*, fits: list, perceptron, fits_table, fits_json, caption, figure) -> pd.DataFrame:
     """All (model, dataset) results, the JSON files `fits` (and the perceptron's, if given), as one
-    table laid out like the talk's: model, dataset, gamma_pred, gamma_meas, their SEs, and the talk's
-    values beside them."""
+    table laid out like the talk's, each column one quantity:
+    - `error`: the error eps that gamma1, gamma2 and gamma_pred = gamma1 gamma2 are measured on
+      (deep nets: the test error of the config; the perceptron: rel_error = eps/eps_Hebb);
+    - `gamma_meas`: the exponent of the absolute learning curve eps_opt(P) (deep nets: of `error`;
+      the perceptron: of its generalisation error eps, gamma_meas_abs of its JSON);
+    - `gamma_meas_rel`: the exponent of (eps/eps_Hebb)_opt(P), the perceptron's only (NaN for deep nets);
+    - `compare_with`: the column gamma_pred predicts (gamma_meas for deep nets, gamma_meas_rel for
+      the perceptron), and the talk's values beside them."""
     rows = []
     for path in fits:
         s = json.loads(Path(path).read_text())
@@ -208,7 +216,13 @@ def gamma_table(*, fits: list, perceptron, fits_table, fits_json, caption, figur
             {
                 "model": s["model"],
                 "dataset": s["dataset"],
+                "error": s.get("error", "test_error"),
                 **{k: s[k] for k in GAMMA_KEYS},
+                **_ci_columns(s, "gamma_pred"),
+                **_ci_columns(s, "gamma_meas"),
+                "gamma_meas_rel": math.nan,
+                "gamma_meas_rel_se": math.nan,
+                "compare_with": "gamma_meas",
                 "status": s["status"],
                 "message": s["message"],
             }
@@ -219,7 +233,16 @@ def gamma_table(*, fits: list, perceptron, fits_table, fits_json, caption, figur
             {
                 "model": "perceptron",
                 "dataset": f"teacher N={s.get('N')}",
+                "error": s.get("error", "rel_error"),
                 **{k: s[k] for k in GAMMA_KEYS},
+                **_ci_columns(s, "gamma_pred"),
+                # the perceptron's gamma_meas is that of eps/eps_Hebb: it goes to its own column
+                "gamma_meas": s.get("gamma_meas_abs", math.nan),
+                "gamma_meas_se": s.get("gamma_meas_abs_se", math.nan),
+                **_ci_columns(s, "gamma_meas_abs", "gamma_meas"),
+                "gamma_meas_rel": s["gamma_meas"],
+                "gamma_meas_rel_se": s["gamma_meas_se"],
+                "compare_with": "gamma_meas_rel",
                 "status": "ok",
                 "message": "",
             }
@@ -236,6 +259,13 @@ def gamma_table(*, fits: list, perceptron, fits_table, fits_json, caption, figur
     return table
 
 
+def _ci_columns(s: dict, name: str, as_name: str | None = None) -> dict:
+    """`name`_ci of a fit JSON as two columns `as_name`_lo, `as_name`_hi (NaN where absent)."""
+    lo, hi = s.get(f"{name}_ci") or (None, None)
+    as_name = as_name or name
+    return {f"{as_name}_lo": math.nan if lo is None else lo, f"{as_name}_hi": math.nan if hi is None else hi}
+
+
 # ---------------------------------------------------------------- report pieces
 
 
@@ -247,7 +277,17 @@ def _num(value: float, se: float) -> str:
 
 def _caption(table: pd.DataFrame) -> str:
     """An RST table of the gammas, then one line per unresolved pair."""
-    header = ["model", "dataset", "γ1", "γ2", "γ_pred = γ1·γ2", "γ_meas", "talk γ_pred / γ_meas"]
+    header = [
+        "model",
+        "dataset",
+        "ε",
+        "γ1",
+        "γ2",
+        "γ_pred = γ1·γ2",
+        "γ_meas (absolute ε)",
+        "γ_meas (ε/ε_Hebb)",
+        "talk γ_pred / γ_meas",
+    ]
     body = []
     for r in table.itertuples():
         talk = f"{r.talk_gamma_pred:.2f} / {r.talk_gamma_meas:.2f}" if math.isfinite(r.talk_gamma_pred) else "–"
@@ -255,17 +295,22 @@ def _caption(table: pd.DataFrame) -> str:
             [
                 r.model,
                 r.dataset,
+                r.error,
                 _num(r.gamma1, r.gamma1_se),
                 _num(r.gamma2, r.gamma2_se),
                 _num(r.gamma_pred, r.gamma_pred_se),
                 _num(r.gamma_meas, r.gamma_meas_se),
+                _num(r.gamma_meas_rel, r.gamma_meas_rel_se),
                 talk,
             ]
         )
     out = [
         "Implicit-bias scaling laws (D'Amico, Bocchi & Negri): early-training ε ≈ k1 λ^-γ1, optimal "
-        "norm λ_opt ≈ k2 P^γ2, so ε_opt ~ P^-γ with γ_pred = γ1·γ2, against γ_meas fitted to ε_opt(P). "
-        "Deep nets: λ = Bartlett's spectral complexity, ε = test error along training; ± = standard errors.",
+        "norm λ_opt ≈ k2 P^γ2, so ε_opt ~ P^-γ with γ_pred = γ1·γ2, measured on the error ε of each row. "
+        "γ_pred predicts γ_meas of that ε: for deep nets ε is their test error (absolute); for the perceptron "
+        "it is ε/ε_Hebb, whose exponent has its own column, beside that of its absolute error. "
+        "Deep nets: λ = Bartlett's spectral complexity, ε along training. Default (robust) method; "
+        "± = bootstrap standard errors over seeds.",
         "",
         *simple_table(header, body),
         "",
