@@ -1,5 +1,7 @@
 # scaling-lab: neural-scaling-law experiments, from data to exponents to report.
 # `snakemake --cores all` runs the embedded default (config/config.yaml); presets live in config/presets/.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -25,9 +27,15 @@ include: "workflow/rules/perceptron.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/deep_nets.smk"
 include: "workflow/rules/random_features.smk"
+include: "workflow/rules/summary.smk"
 
 
-report: "workflow/report/workflow.rst"
+# The landing page is the summary rule's table of headline numbers once it exists, else the generic text
+# (absolute: Snakemake resolves a relative path here against the Snakefile's folder, not the work directory).
+LANDING = Path.cwd() / "results" / "report" / "landing.rst"
+
+
+report: str(LANDING) if LANDING.exists() else "workflow/report/workflow.rst"
 
 
 check_request()

@@ -38,7 +38,7 @@ CASES = {
         "available: 'N', ' test_loss' (names with spaces around them: the file may use ', ' as separator)",
     ),
     "#15 fit: negative seed": (
-        ["fit", "runs.parquet", "--x", "N", "--y", "test_loss", "--bootstrap", "10", "--seed", "-1"],
+        ["fit", "runs.parquet", "--x", "N", "--y", "test_loss", "--bootstrap", "100", "--seed", "-1"],
         "--seed must be >= 0",
     ),
     "#15 dimension: negative seed": (["dimension", "points.npy", "--seed", "-1"], "--seed must be >= 0"),
@@ -78,7 +78,8 @@ def test_import_tensorboard_full_disk(folder, capsys, monkeypatch, tmp_path):
 
 def test_fit_group_on_dates_json(folder, capsys, monkeypatch):
     monkeypatch.chdir(folder)
-    assert main(["fit", "dates.parquet", "--x", "N", "--y", "test_loss", "--group", "date", "--json"]) == 0
+    argv = ["fit", "dates.parquet", "--x", "N", "--y", "test_loss", "--group", "date", "--epoch-rule", "all", "--json"]
+    assert main(argv) == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["group"]["date"] for r in records] == ["2024-01-01 00:00:00", "2024-01-02 00:00:00"]
 

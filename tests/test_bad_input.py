@@ -203,26 +203,29 @@ CLI_CASES = {
     "fit: missing column": (["fit", "runs.parquet", "--x", "width", "--y", "test_loss"], "missing column(s) width"),
     "fit: NaN values": (["fit", "nan.parquet", "--x", "N", "--y", "test_loss", "--group", "d"], "NaN/inf value(s)"),
     "fit: a size of zero": (["fit", "zero_size.parquet", "--x", "N", "--y", "test_loss", "--group", "d"], "<= 0"),
-    "fit: text in a numeric column": (["fit", "text_loss.csv", "--x", "N", "--y", "test_loss"], "is not numeric"),
+    "fit: text in a numeric column": (
+        ["fit", "text_loss.csv", "--x", "N", "--y", "test_loss", "--group", "d"],
+        "is not numeric",
+    ),
     "fit: empty CSV": (["fit", "empty.csv", "--x", "N", "--y", "test_loss"], "cannot read it as csv"),
     "fit: a filter matching nothing": (
         ["fit", "runs.parquet", "--x", "N", "--y", "test_loss", "--filter", "d=9"],
         "matches no rows",
     ),
     "fit: joint law with NaN values": (
-        ["fit", "nan.parquet", "--law", "joint", "--n", "N", "--p", "P", "--y", "test_loss"],
+        ["fit", "nan.parquet", "--law", "joint", "--n", "N", "--p", "P", "--y", "test_loss", "--group", "d"],
         "NaN/inf value(s)",
     ),
     "dimension: non-existent path": (["dimension", "missing.npy"], "no such file"),
     "dimension: truncated .npy": (["dimension", "truncated.npy"], "cannot read it as .npy"),
     "dimension: truncated Parquet": (["dimension", "truncated.parquet"], "truncated or damaged"),
     "dimension: NaN values": (["dimension", "points_nan.parquet"], "missing values"),
-    "dimension: no numeric column": (["dimension", "names.csv"], "no numeric columns"),
+    "dimension: no numeric column": (["dimension", "names.csv"], "no float columns"),
     "dimension: missing column": (["dimension", "points_nan.parquet", "--columns", "a", "z"], "missing column(s) z"),
     "implicit-bias: missing column": (["implicit-bias", "runs.parquet"], "missing column(s) norm, error"),
     "implicit-bias: all-NaN errors": (
         ["implicit-bias", "bias_all_nan.parquet"],
-        "need at least three distinct P values",
+        "column 'error' has 12 NaN, infinite or non-numeric value(s) in 12 rows",
     ),
     "implicit-bias: truncated Parquet": (["implicit-bias", "truncated.parquet"], "truncated or damaged"),
     "import-tensorboard: non-existent path": (

@@ -223,7 +223,7 @@ def test_cli_text_summary_names_the_method(sweep_table, capsys):
     [
         (["--error", "risk"], "missing column(s) risk"),
         (["--grid", "40"], "--grid applies to --method authors only"),
-        (["--method", "authors", "--window", "0", "1", "--bootstrap", "5"], "--bootstrap applies to --method robust"),
+        (["--method", "authors", "--window", "0", "1", "--bootstrap", "50"], "--bootstrap applies to --method robust"),
         (["--filter", "seed=7"], "matches no rows"),
     ],
 )

@@ -172,7 +172,7 @@ def test_epoch_rule_errors():
     with pytest.raises(UserError, match="unknown epoch rule 'last'"):
         select_epochs(table, "loss", ["N", "seed"], epoch="epoch", rule="last")
     # Leaving seed out of the run columns makes two runs look like one: refuse rather than mix them.
-    with pytest.raises(UserError, match="add the column that tells those runs apart"):
+    with pytest.raises(UserError, match="name the column that tells those runs apart"):
         select_epochs(table, "loss", ["N"], epoch="epoch", rule="final")
 
 
@@ -204,10 +204,10 @@ def test_few_sizes_diagnostic():
 
 
 def test_skipped_draws_are_counted():
-    # 3 rows, one at the larger size: a draw misses it with probability (2/3)^3 ~ 0.30.
-    frame = pd.DataFrame({"N": [10, 10, 100], "loss": [1.0, 1.1, 0.3]})
+    # 4 rows, one at the larger size: a draw misses it with probability (3/4)^4 ~ 0.32 (64 of 200).
+    frame = pd.DataFrame({"N": [10, 10, 10, 100], "loss": [1.0, 1.1, 0.9, 0.3]})
     fit = fits.fit_power_law(frame, "N", "loss", bootstrap=200, seed=0)
-    assert 30 < fit.skipped_draws < 90
+    assert 40 < fit.skipped_draws < 90
     assert any(f"{fit.skipped_draws} of 200 bootstrap draws skipped" in m for m in fit.diagnostics)
 
 
@@ -437,8 +437,13 @@ def test_cli_quantile_filter_and_epoch_rules(tmp_path, capsys):
     assert record["slope"] == pytest.approx(-0.5, abs=0.04)
     assert record["n_points"] == 40
 
-    # Without --epoch the default rule is all: every epoch's row enters the fit.
+    # Without --epoch the step column is found by name and each run's final row is fitted (never a
+    # silent pool of every step); --epoch-rule all pools them on request.
     assert main(base) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)[0]["n_points"] == 40
+    assert "fitted each run's final row by 'epoch'" in captured.err
+    assert main(base + ["--epoch-rule", "all"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["n_points"] == 120
     # best picks the lowest loss of each run, which here is its final epoch.
     assert main(base + ["--epoch-rule", "best"]) == 0
@@ -490,7 +495,7 @@ def test_cli_nan_and_missing_file(tmp_path, capsys):
     frame, path = cli_table(tmp_path, "csv")
     frame.loc[frame.index[:3], "loss"] = np.nan
     frame.to_csv(path, index=False)
-    assert main(["fit", str(path), "--x", "N", "--y", "loss"]) == 2
+    assert main(["fit", str(path), "--x", "N", "--y", "loss", "--group", "d", "--epoch-rule", "all"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "NaN" in err[0] and "'loss'" in err[0]
 
@@ -533,7 +538,7 @@ def test_cli_joint_law_calls_scalinglab_joint(tmp_path, capsys, monkeypatch):
             "--method",
             "chinchilla",
             "--bootstrap",
-            "10",
+            "20",
             "--seed",
             "3",
             "--json",
@@ -541,9 +546,8 @@ def test_cli_joint_law_calls_scalinglab_joint(tmp_path, capsys, monkeypatch):
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out) == {"alpha": 0.3, "beta": None}
-    assert calls == [
-        (80, {"n": "N", "p": "P", "y": "loss", "method": "chinchilla", "bootstrap": 10, "cluster": ["seed"], "seed": 3})
-    ]
+    expected = {"n": "N", "p": "P", "y": "loss", "method": "chinchilla", "bootstrap": 20, "cluster": ["seed"]}
+    assert calls == [(80, {**expected, "seed": 3, "confidence": 0.95})]
 
 
 def test_cli_broken_law_recovers_a_known_break_per_group(tmp_path, capsys):
@@ -571,7 +575,10 @@ def test_cli_broken_law_recovers_a_known_break_per_group(tmp_path, capsys):
         assert record["c0"] + record["c1"] == pytest.approx(truth["c0"] + truth["c1"], abs=0.1)
         assert record["d1"] == pytest.approx(truth["d1"], rel=0.3)
         assert record["a"] == pytest.approx(scale * truth["a"], rel=0.1)
-    assert main(["fit", str(path), "--law", "broken", "--x", "N", "--y", "loss"]) == 0
+    # the two tasks at one N, no step column: pooled only on request
+    assert main(["fit", str(path), "--law", "broken", "--x", "N", "--y", "loss"]) == 2
+    assert "--epoch-rule all" in capsys.readouterr().err
+    assert main(["fit", str(path), "--law", "broken", "--x", "N", "--y", "loss", "--epoch-rule", "all"]) == 0
     assert "break at x =" in capsys.readouterr().out
     assert main(["fit", str(path), "--law", "broken", "--x", "N", "--y", "loss", "--bootstrap", "10"]) == 2
-    assert "drop --quantile and --bootstrap" in capsys.readouterr().err
+    assert "--law broken does not use --bootstrap; drop it" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from workflow_helpers import REPO, planned_jobs, snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow
 
-TS_ANALYSIS = {"aggregate_teacher_student", "fit_teacher_student", "plot_teacher_student"}
+TS_ANALYSIS = {"aggregate_teacher_student", "fit_teacher_student", "plot_teacher_student", "summary"}
 
 
 def small_config() -> dict:
@@ -116,7 +116,7 @@ def test_rerun_one_cell_retrains_only_its_bundle(finished_run):
 def test_rerun_one_rule_everywhere(finished_run):
     workdir, _ = finished_run
     jobs = plan(workdir, *readme_example("one rule everywhere", small_config()))
-    assert sorted(rule for rule, _ in jobs) == ["all", "fit_teacher_student", "plot_teacher_student"]
+    assert sorted(rule for rule, _ in jobs) == ["all", "fit_teacher_student", "plot_teacher_student", "summary"]
 
 
 def test_rerun_one_experiment(finished_run):
@@ -125,7 +125,7 @@ def test_rerun_one_experiment(finished_run):
     jobs = plan(workdir, *readme_example("one experiment", config))
     alphas = sorted(wc["alpha"] for rule, wc in jobs if rule == "perceptron_sweep")
     assert alphas == sorted(f"{a:g}" for a in config["perceptron"]["alphas"])
-    assert sorted({rule for rule, _ in jobs}) == ["all", "analyse_perceptron", "perceptron_sweep"]
+    assert sorted({rule for rule, _ in jobs}) == ["all", "analyse_perceptron", "perceptron_sweep", "summary"]
 
 
 def test_build_one_experiment_only(finished_run):
@@ -146,7 +146,7 @@ def test_build_one_experiment_only(finished_run):
         # the README's table: what a config change reruns
         ("teacher_student", "seeds", [0, 1, 2], {"train_teacher_student", *TS_ANALYSIS, "all"}),
         ("teacher_student", "n_evals", 6, {"train_teacher_student", *TS_ANALYSIS, "all"}),
-        ("teacher_student", "quantile", 0.4, {"fit_teacher_student", "plot_teacher_student", "all"}),
+        ("teacher_student", "quantile", 0.4, {"fit_teacher_student", "plot_teacher_student", "summary", "all"}),
         (
             "teacher_student",
             "test_size",
@@ -160,7 +160,7 @@ def test_build_one_experiment_only(finished_run):
                 "all",
             },
         ),
-        ("perceptron", "window", [0.03, 0.2], {"analyse_perceptron", "all"}),
+        ("perceptron", "window", [0.03, 0.2], {"analyse_perceptron", "summary", "all"}),
     ],
 )
 def test_a_config_change_reruns_what_the_readme_says(finished_run, section, key, value, expected):

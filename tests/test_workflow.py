@@ -149,6 +149,7 @@ def test_a_per_d_schedule_reruns_only_that_ds_bundles(finished_run):
         "aggregate_teacher_student",
         "fit_teacher_student",
         "plot_teacher_student",
+        "summary",
         "all",
     }
 
@@ -167,6 +168,7 @@ def test_a_dimension_setting_reruns_the_estimates_not_the_training(finished_run)
         "fit_images",
         "plot_images",
         "plot_images_dims",
+        "summary",
     }  # images: refit, no retraining
 
 
@@ -183,7 +185,7 @@ def test_a_fit_setting_reruns_only_the_analysis(finished_run):
     config = tiny_config()
     config["teacher_student"]["bootstrap"] = 20
     rules = {rule for rule, _ in planned_jobs(finished_run, config)}
-    assert rules == {"fit_teacher_student", "plot_teacher_student", "all"}
+    assert rules == {"fit_teacher_student", "plot_teacher_student", "summary", "all"}
 
 
 def test_bad_config_is_one_line_before_anything_runs(tmp_path):
@@ -241,4 +243,36 @@ def test_the_random_features_preset_plans_its_jobs(tmp_path):
     planned = planned_jobs(tmp_path, yaml.safe_load((REPO / "config/presets/random_features.yaml").read_text()))
     sweeps = {(wc["a"], wc["b"]) for rule, wc in planned if rule == "random_features_sweep"}
     assert sweeps == {("2", "1.5"), ("3.5", "1.5"), ("5.5", "1.5")}
-    assert {rule for rule, _ in planned} == {"random_features_sweep", "fit_random_features", "all"}
+    assert {rule for rule, _ in planned} == {"random_features_sweep", "fit_random_features", "summary", "all"}
+
+
+def test_the_fit_command_reproduces_the_workflow_exponents_with_no_epoch_options(finished_run, capsys):
+    """`scalinglab fit` on the workflow's own tables, with no epoch options: each run's final row (found
+    by the step column, runs told apart by seed), never a pool of every logged step; exponents equal
+    to the workflow's, to the last bit."""
+    from scalinglab.cli.main import main
+
+    table = finished_run / "results/tables/teacher_student.parquet"
+    assert main(["fit", str(table), "--x", "N", "--y", "test_loss", "--group", "d", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "fitted each run's final row by 'step'" in captured.err and "told apart by 'seed'" in captured.err
+    fits = pd.read_parquet(finished_run / "results/fits/teacher_student.parquet")
+    ols = fits[fits["method"] == "ols"].set_index("d")
+    records = json.loads(captured.out)
+    assert sorted(r["group"]["d"] for r in records) == sorted(ols.index)
+    for record in records:
+        assert record["slope"] == ols.loc[record["group"]["d"], "slope"]
+        assert record["dim"] == ols.loc[record["group"]["d"], "dim"]
+        assert record["n_points"] == ols.loc[record["group"]["d"], "n_points"]
+
+    joint = finished_run / "results/tables/joint.parquet"
+    assert main(["fit", str(joint), "--law", "joint", "--n", "N", "--p", "P", "--y", "test_loss", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    stage = json.loads((finished_run / "results/fits/joint.json").read_text())["fits"]["vpro"]
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert cli[name]["value"] == stage[name]["value"], name
+    # pooling every step is there on request, and gives other numbers
+    argv = ["fit", str(table), "--x", "N", "--y", "test_loss", "--group", "d", "--epoch-rule", "all", "--json"]
+    assert main(argv) == 0
+    pooled = json.loads(capsys.readouterr().out)
+    assert pooled[0]["n_points"] > records[0]["n_points"]

@@ -6,6 +6,8 @@
 # params carry config values under their config names. Each experiment has one rule file; the grid
 # of its cells and their paths lives in its package (scalinglab/<experiment>/grid.py), and it appends
 # its final outputs to STAGE_TARGETS.
+import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +26,12 @@ except UserError as exc:
     # one line, no traceback: say what is wrong and stop before anything runs
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(1)
+
+# engine.checkpoint_minutes: 0 saves no checkpoints, but a job still resumes from one that an earlier run
+# left (say, preempted before the setting changed): an interval of inf hands the job its checkpoint file
+# (core.scripting.checkpoint_settings), which it reads, never writes, and removes once its cells are written.
+if config["engine"]["checkpoint_minutes"] == 0:
+    config["engine"]["checkpoint_minutes"] = math.inf
 
 
 # One spelling per number: no leading zeros (d~02 would be a second, different cell of d = 2) and
@@ -80,14 +88,51 @@ def generated_caption(name: str) -> str:
 # target asks for all of them, so a new experiment touches only its own rule file and config section.
 STAGE_TARGETS: dict[str, list[str]] = {}
 
+# The report's categories, numbered so that its menu (sorted by name) shows them in this order:
+# the answers first, then the data-manifold experiments, the empirical laws, the implicit-bias ones.
+CATEGORIES = {
+    "summary": "1. Summary",
+    "teacher_student": "2. Teacher/student",
+    "dimension": "3. Intrinsic dimension",
+    "images": "4. Images",
+    "joint": "5. Joint law",
+    "random_features": "6. Random features",
+    "perceptron": "7. Implicit bias",
+    "deep_nets": "7. Implicit bias",
+}
+
 # Snakemake has no public flag for "building a report"; its command line says it.
 REPORTING = any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv)
 
 
+# Folders of files that more than one experiment reads: a target there needs one of them on.
+SHARED_FOLDERS = {"resources/teacher_student": ["teacher_student", "joint"]}
+# Experiments that work on the data of others, as their rule files say; with those others off they build nothing.
+STAGE_READS: dict[str, list[str]] = {}
+
+
 def check_request() -> None:
-    """Before anything is planned: the command line's targets must be files of the config's grid, and
-    the grid's existing Parquet files must be whole (core/preflight.py)."""
-    preflight.check_request(sys.argv[1:], [target for targets in STAGE_TARGETS.values() for target in targets])
+    """Before anything is planned (core/preflight.py): the command line's targets and rules must belong to
+    experiments that are on and name files of their grids; the grid's existing Parquet files must be whole,
+    cells of one experiment must have the same columns, and the torch files the rules make must be whole.
+    Then the config's notes. Called at the end of the Snakefile, when every rule is defined."""
+    rule_outputs = {rule.name: [str(out) for out in rule.output] for rule in workflow.rules}
+    # each rule's torch outputs (teachers, sampled points, prepared datasets) as glob patterns
+    resources = {
+        re.sub(r"\{[^}]*\}", "*", out): name
+        for name, outs in rule_outputs.items()
+        for out in outs
+        if out.endswith(".pt")
+    }
+    preflight.check_request(
+        sys.argv[1:],
+        STAGE_TARGETS,
+        config,
+        shared=SHARED_FOLDERS,
+        rule_outputs=rule_outputs,
+        resources=resources,
+        reads=STAGE_READS,
+    )
 
 
 def all_targets() -> list[str]:

@@ -59,21 +59,21 @@ rule analyse_deep_nets:
         curves=report(
             "results/figures/deep_nets/model~{model}/dataset~{dataset}/error_vs_norm.png",
             caption="../report/deep_nets_pair.rst",
-            category="Implicit bias",
+            category=CATEGORIES["deep_nets"],
             subcategory="deep nets",
             labels={"model": "{model}", "dataset": "{dataset}", "figure": "error against norm"},
         ),
         collapse=report(
             "results/figures/deep_nets/model~{model}/dataset~{dataset}/collapse.png",
             caption="../report/deep_nets_pair.rst",
-            category="Implicit bias",
+            category=CATEGORIES["deep_nets"],
             subcategory="deep nets",
             labels={"model": "{model}", "dataset": "{dataset}", "figure": "collapse"},
         ),
         learning=report(
             "results/figures/deep_nets/model~{model}/dataset~{dataset}/learning_curve.png",
             caption="../report/deep_nets_pair.rst",
-            category="Implicit bias",
+            category=CATEGORIES["deep_nets"],
             subcategory="deep nets",
             labels={"model": "{model}", "dataset": "{dataset}", "figure": "learning curve"},
         ),
@@ -105,7 +105,7 @@ rule gamma_table_deep_nets:
         figure=report(
             "results/figures/deep_nets/gamma_table.png",
             caption=generated_caption("deep_nets.rst"),
-            category="Implicit bias",
+            category=CATEGORIES["deep_nets"],
             subcategory="deep nets",
             labels={"model": "all", "dataset": "all", "figure": "gamma table"},
         ),

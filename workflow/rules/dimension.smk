@@ -12,6 +12,7 @@ STAGE_TARGETS["dimension"] = (
     if DIMENSION_TABLE
     else []
 )
+STAGE_READS["dimension"] = ["teacher_student", "images"]  # the data it measures (dimension_grid.files)
 
 ESTIMATOR_SETTINGS = {
     "estimators": DIM["estimators"],
@@ -66,7 +67,7 @@ rule aggregate_dimension:
         figure=report(
             "results/figures/dimension/dimension_vs_k.png",
             caption="../report/dimension_vs_k.rst",
-            category="Intrinsic dimension",
+            category=CATEGORIES["dimension"],
             labels={"figure": "estimate against k"},
         ),
     log:

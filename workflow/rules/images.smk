@@ -94,7 +94,7 @@ rule plot_images:
         figure=report(
             "results/figures/images/dataset~{dataset}/P~{P}/scaling.png",
             caption=generated_caption("images_fits.rst"),
-            category="Images",
+            category=CATEGORIES["images"],
             labels={"dataset": "{dataset}", "P": "{P}", "figure": "loss and accuracy against N"},
         ),
     params:
@@ -119,7 +119,7 @@ rule plot_images_dims:
         figure=report(
             "results/figures/images/dim_vs_dhat.png",
             caption=generated_caption("images_fits.rst"),
-            category="Images",
+            category=CATEGORIES["images"],
             labels={"dataset": "all", "P": "-", "figure": "4/alpha against estimated d"},
         ),
     params:

@@ -41,19 +41,22 @@ rule analyse_perceptron:
         curves=report(
             "results/figures/perceptron/error_vs_norm.png",
             caption=generated_caption("perceptron.rst"),
-            category="Implicit bias",
+            category=CATEGORIES["perceptron"],
+            subcategory="perceptron",
             labels={"figure": "error against norm"},
         ),
         collapse=report(
             "results/figures/perceptron/collapse.png",
             caption="../report/perceptron_collapse.rst",
-            category="Implicit bias",
+            category=CATEGORIES["perceptron"],
+            subcategory="perceptron",
             labels={"figure": "collapse"},
         ),
         learning=report(
             "results/figures/perceptron/learning_curve.png",
             caption=generated_caption("perceptron.rst"),
-            category="Implicit bias",
+            category=CATEGORIES["perceptron"],
+            subcategory="perceptron",
             labels={"figure": "learning curve"},
         ),
     params:

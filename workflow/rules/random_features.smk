@@ -55,7 +55,7 @@ rule fit_random_features:
         figure=report(
             "results/figures/random_features/bottlenecks.png",
             caption=generated_caption("random_features.rst"),
-            category="Solvable models",
+            category=CATEGORIES["random_features"],
             labels={"figure": "random-feature bottlenecks"},
         ),
     params:

@@ -17,6 +17,7 @@ from scalinglab.core.errors import UserError
 from scalinglab.core.io import json_float
 
 ESTIMATORS = ("twonn", "mle")
+NOTES: list[str] = []  # said on stderr after a successful estimate, so that an error stays one line
 DEFAULT_KS = (5, 10, 20, 50)
 
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--columns",
         nargs="+",
         metavar="COL",
-        help="table columns holding the coordinates (default: every numeric column)",
+        help="table columns holding the coordinates (default: the float columns; a file without a header: all)",
     )
     parser.add_argument("--estimator", choices=ESTIMATORS, help="only this estimator (default: both)")
     parser.add_argument(
@@ -55,17 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from scalinglab.dimension.estimators import estimate
+    from scalinglab.laws.cluster_bootstrap import check_cli_draws
 
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: --seed must be >= 0; give a non-negative integer")
+    NOTES.clear()
     points = _read_points(Path(args.file), args.columns)
     ks = args.k or DEFAULT_KS
     if args.estimator != "twonn" and min(ks) < 3:
         raise UserError(f"--k {min(ks)}: MLE needs at least 3 neighbours; give values >= 3")
     if args.subsample is not None and args.subsample < 3:
         raise UserError(f"--subsample {args.subsample}: need at least 3 points")
-    if args.bootstrap < 0:
-        raise UserError(f"--bootstrap {args.bootstrap}: give 0 (no CI) or a positive count")
+    check_cli_draws(args.bootstrap)
     if args.subsample is not None and args.subsample > len(points):
         print(
             f"scalinglab dimension: note: --subsample {args.subsample} is more than the {len(points)} points; "
@@ -88,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{args.file}: {exc}") from None
     for warning in caught:
         print(f"scalinglab dimension: warning: {warning.message}", file=sys.stderr)
+    for note in NOTES:
+        print(f"scalinglab dimension: note: {note}", file=sys.stderr)
 
     records = [
         {
@@ -129,16 +133,14 @@ def _read_points(path: Path, columns: list[str] | None):
             raise UserError(f"{path}: need a numeric (n points, D) array, got {points.dtype} of shape {points.shape}")
         return points
 
-    frame = read_table(path)
+    frame = read_table(path, header=False)
     if columns:
         require_columns(frame, columns, str(path))
         non_numeric = [c for c in columns if not _is_numeric(frame[c])]
         if non_numeric:
             raise UserError(f"{path}: column(s) {', '.join(non_numeric)} are not numeric; choose coordinate columns")
     else:
-        columns = [c for c in frame.columns if _is_numeric(frame[c])]
-        if not columns:
-            raise UserError(f"{path}: no numeric columns; the table must hold point coordinates")
+        columns = _coordinate_columns(frame, path)
     values = frame[columns]
     incomplete = int(values.isna().any(axis=1).sum())
     if incomplete:
@@ -146,6 +148,29 @@ def _read_points(path: Path, columns: list[str] | None):
             f"{path}: {incomplete} row(s) have missing values in {', '.join(map(str, columns))}; drop them first"
         )
     return values.to_numpy(dtype=np.float64)
+
+
+def _coordinate_columns(frame, path: Path) -> list:
+    """The float columns (a header-less file: every column), said on stderr: integer columns are
+    labels, ids or a saved index ('Unnamed: 0') far more often than coordinates."""
+    headerless = [str(c) for c in frame.columns] == [f"x{i}" for i in range(frame.shape[1])]
+    numeric = [c for c in frame.columns if _is_numeric(frame[c])]
+    if headerless:
+        return numeric
+    import pandas as pd
+
+    chosen = [c for c in numeric if pd.api.types.is_float_dtype(frame[c]) and not str(c).startswith("Unnamed: ")]
+    left = [str(c) for c in frame.columns if c not in chosen]
+    if not chosen:
+        raise UserError(
+            f"{path}: no float columns to use as coordinates (integer or text: {', '.join(left) or 'none'}); "
+            "name them with --columns"
+        )
+    NOTES.append(
+        f"coordinates from {len(chosen)} float column(s) {', '.join(map(str, chosen))}"
+        + (f"; left out {', '.join(left)} (--columns chooses)" if left else "")
+    )
+    return chosen
 
 
 def _is_numeric(series) -> bool:

@@ -45,8 +45,14 @@ def _filter_mask(values: pd.Series, text: str, expression: str) -> np.ndarray:
             number = float(text)
         except ValueError:
             raise UserError(f"filter '{expression}': the column holds numbers, not '{text}'") from None
-        if pd.api.types.is_integer_dtype(kind) and not number.is_integer():
-            raise UserError(f"filter '{expression}': the column holds integers, not '{text}'")
+        if pd.api.types.is_integer_dtype(kind):
+            if not number.is_integer():
+                raise UserError(f"filter '{expression}': the column holds integers, not '{text}'")
+            try:  # exact: seeds such as 2000000000 and 2000000001 are different runs
+                target = int(text)
+            except ValueError:
+                target = int(number)
+            return (values == target).to_numpy(dtype=bool, na_value=False)
         numbers = values.to_numpy(dtype=float, na_value=np.nan)
         # Floats read back from CSV or computed in Python may differ in the last bits.
         return np.isclose(numbers, number, rtol=1e-9, atol=0.0) | (numbers == number)

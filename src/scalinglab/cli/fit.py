@@ -1,23 +1,49 @@
-"""`scalinglab fit TABLE --x COL --y COL ...`: power-law (or broken or joint-law) fits of a runs table.
+"""`scalinglab fit TABLE --x COL --y COL ...`: power-law (or floor, broken or joint-law) fits of a runs table.
+
+A table with several rows per run (one per logged step, as the workflow's tables) is never pooled
+silently: without --epoch-rule, each run's final row is fitted, the step column found by --epoch or
+by its name (step, epoch, ...), runs told apart by --run or a seed/run column; when no step column
+can be found the command refuses in one line. `--epoch-rule all` fits every row on request. Rows
+whose `status` column is not "ok" (diverged runs) are left out, as the workflow leaves them out.
+Options that the chosen law ignores are refused; a fit with too few points or no computable CI
+exits non-zero; a bootstrap that can draw fewer than 20 distinct resamples prints "CI n/a: k
+distinct resamples" instead of an interval.
 
 With --json it prints a list, one object per group, with the keys `group`, `slope`, `intercept`,
 `dim` (= 4/|slope|), `ci` ([lo, hi] of the slope), `n_points`, `alpha`, `dim_ci`, `method`,
 `quantile`, `n_sizes`, `n_clusters`, `diagnostics` (plus `bootstrap`, `confidence`, `x`, `y`,
 `epoch_rule`); non-finite numbers are null. Other tools parse this output: keep the keys.
-`--law broken` prints one object per group with a, b, c0, c1, d1, f1 (Caballero et al.'s one-break
-law), `rms_relative_error`, `n_points`, `diagnostics`; `--law joint` the joint fit's own keys.
+`--law floor` prints one object per group with E, A, alpha and their `*_ci`, `n_points`,
+`distinct_resamples`, `rms_relative_error`, `diagnostics`; `--law broken` one with a, b, c0, c1,
+d1, f1 (Caballero et al.'s one-break law), `rms_relative_error`, `n_points`, `diagnostics`;
+`--law joint` the joint fit's own keys.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import sys
 
+import pandas as pd
+
+from scalinglab.cli.fit_laws import json_safe
 from scalinglab.core.errors import UserError
 
-LAWS = ("power", "broken", "joint")
-JOINT_METHODS = ("vpro", "chinchilla")
+LAWS = ("power", "floor", "broken", "joint")
+# a table's step column and run column, found by name when --epoch / --run are not given
+EPOCH_NAMES = ("step", "epoch", "_step", "global_step", "iteration", "iter")
+RUN_NAMES = ("seed", "run_id", "run")
+# the options each law reads (beyond table, --y, --group, --filter, --run, --epoch, --epoch-rule, --json)
+LAW_OPTIONS = {
+    "power": {"x", "quantile", "bootstrap", "seed", "confidence", "maximize"},
+    "floor": {"x", "bootstrap", "seed", "confidence", "maximize"},
+    "broken": {"x", "maximize"},
+    "joint": {"n", "p", "method", "bootstrap", "seed", "confidence", "maximize"},
+}
+DEFAULTS = {"x": None, "quantile": None, "bootstrap": 0, "seed": None, "confidence": None, "n": None, "p": None}
+DEFAULTS["method"] = None
+DEFAULTS["maximize"] = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--epoch-rule",
         metavar="RULE",
         help="final (each run's last epoch), best (each run's minimum of y) or all rows; "
-        "default: final with --epoch, else all",
+        "default: final where runs have several rows (else the rows are the runs)",
     )
     parser.add_argument("--maximize", action="store_true", help="best means the maximum of y (accuracy)")
     parser.add_argument(
@@ -68,13 +94,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bootstrap draws for the slope CI, resampling the --run clusters (single rows "
         "without --run); 0 (default) = analytic CI",
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
-    parser.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
+    parser.add_argument("--seed", type=int, help="bootstrap random seed (default 0)")
+    parser.add_argument("--confidence", type=float, help="CI level (default 0.95)")
     parser.add_argument(
         "--law",
         default="power",
         metavar="LAW",
-        help="power (default): log y on log x; broken: a power law with one break in its slope, "
+        help="power (default): log y on log x; floor: y = E + A x^-alpha with CIs; "
+        "broken: a power law with one break in its slope, "
         "y = a + b x^-c0 (1 + (x/d1)^(1/f1))^(-c1 f1) (Caballero et al. 2022); joint: L(N, P) = E + A N^-alpha + "
         "B P^-beta",
     )
@@ -82,7 +109,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p", metavar="COL", help="joint law: data-size column")
     parser.add_argument(
         "--method",
-        default="vpro",
         metavar="METHOD",
         help="joint law: vpro (variable projection, default) or chinchilla",
     )
@@ -91,46 +117,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from scalinglab.cli.filters import parse_filters
+    from scalinglab.cli.fit_laws import run_broken, run_floor, run_joint
     from scalinglab.core.io import read_table, require_columns
-    from scalinglab.laws.cluster_bootstrap import MAX_DRAWS
+    from scalinglab.laws.cluster_bootstrap import check_cli_draws
     from scalinglab.laws.inputs import EPOCH_RULES, select_epochs
-    from scalinglab.laws.power_law import fit_groups
 
     if args.law not in LAWS:
         raise UserError(f"unknown law '{args.law}'; use one of {', '.join(LAWS)}")
-    if args.law in ("power", "broken") and not args.x:
+    _refuse_ignored_options(args)
+    if args.law != "joint" and not args.x:
         raise UserError(f"the {args.law} law needs --x COL (the size column)")
-    if args.law == "broken" and (args.quantile is not None or args.bootstrap):
-        raise UserError("--law broken fits by relative least squares without CIs; drop --quantile and --bootstrap")
-    if args.bootstrap > MAX_DRAWS:
-        raise UserError(f"--bootstrap {args.bootstrap} is more than the {MAX_DRAWS:,} allowed; 1000 to 10000 suffice")
+    check_cli_draws(args.bootstrap)
+    args.seed = 0 if args.seed is None else args.seed
+    args.confidence = 0.95 if args.confidence is None else args.confidence
+    args.method = args.method or "vpro"
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: --seed must be >= 0; give a non-negative integer")
     if args.law == "joint" and not (args.n and args.p):
         raise UserError("the joint law needs --n COL and --p COL")
-    rule = args.epoch_rule or ("final" if args.epoch else "all")
-    if rule not in EPOCH_RULES:
-        raise UserError(f"unknown epoch rule '{rule}'; use one of {', '.join(EPOCH_RULES)}")
-    if args.bootstrap > 0 and not args.run and args.epoch and rule == "all":
-        # every row its own cluster would resample one run's epochs as if independent: CIs far too narrow
-        raise UserError(
-            "--bootstrap with all epochs needs --run COL (e.g. seed) so that it resamples whole runs, "
-            "not single epochs; or fit one row per run with --epoch-rule final"
-        )
+    if args.epoch_rule is not None and args.epoch_rule not in EPOCH_RULES:
+        raise UserError(f"unknown epoch rule '{args.epoch_rule}'; use one of {', '.join(EPOCH_RULES)}")
+    if args.maximize and args.epoch_rule != "best":
+        raise UserError("--maximize only changes --epoch-rule best (each run's maximum of y); drop it or add that rule")
 
     frame = read_table(args.table)
     sizes = [args.n, args.p] if args.law == "joint" else [args.x]
     needed = [args.y, *sizes, *args.group, *args.run] + ([args.epoch] if args.epoch else [])
     require_columns(frame, list(dict.fromkeys(needed)), str(args.table))
     frame = parse_filters(args.filter, frame)
+    notes: list[str] = []  # printed on success only, so that an error stays one line
+    frame = _without_diverged(frame, args, notes)
     run_cols = list(dict.fromkeys([*args.run, *args.group, *sizes]))
-    frame = select_epochs(frame, args.y, run_cols, epoch=args.epoch, rule=rule, maximize=args.maximize)
+    rule, epoch, identity = _epoch_rule(frame, args, run_cols, notes)
+    if rule == "all" and args.bootstrap > 0 and not args.run and epoch:
+        # every row its own cluster would resample one run's epochs as if independent: CIs far too narrow
+        raise UserError(
+            "--bootstrap with all epochs needs --run COL (e.g. seed) so that it resamples whole runs, "
+            "not single epochs; or fit one row per run with --epoch-rule final"
+        )
+    if rule == "final" and epoch:
+        ends = frame.groupby(identity, dropna=False)[epoch].max()
+        short = int((ends < ends.max()).sum())
+        if short:
+            notes.append(
+                f"{short} of {len(ends)} runs end before {epoch} {ends.max():g} (unfinished or shorter runs?); "
+                "their last rows are fitted as they are"
+            )
+    frame = select_epochs(frame, args.y, identity, epoch=epoch, rule=rule, maximize=args.maximize)
     clusters = list(args.run) or None
 
     if args.law == "joint":
-        return _run_joint(args, frame, clusters)
-    if args.law == "broken":
-        return _run_broken(args, frame, rule)
+        code = run_joint(args, frame, clusters)
+    elif args.law == "broken":
+        code = run_broken(args, frame, rule)
+    elif args.law == "floor":
+        code = run_floor(args, frame, clusters, rule)
+    else:
+        code = _run_power(args, frame, clusters, rule)
+    for text in notes:
+        print(f"note: {text}", file=sys.stderr)
+    return code
+
+
+def _run_power(args, frame, clusters, rule: str) -> int:
+    from scalinglab.laws.power_law import fit_groups
 
     results = fit_groups(
         frame,
@@ -143,12 +193,89 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         confidence=args.confidence,
     )
+    _refuse_degenerate(results)
     if args.json:
         records = [_record(labels, fit, rule) for labels, fit in results]
         print(json.dumps(records, indent=2, allow_nan=False))
     else:
         print(_table(results, args))
     return 0
+
+
+def _refuse_ignored_options(args) -> None:
+    """An option the chosen law would ignore is an error, not a silent no-op."""
+    reads = LAW_OPTIONS[args.law]
+    given = [
+        name
+        for name, default in DEFAULTS.items()
+        if name not in reads and getattr(args, name) is not None and getattr(args, name) != default
+    ]
+    if given:
+        flags = ", ".join("--" + name for name in given)
+        raise UserError(f"--law {args.law} does not use {flags}; drop {'it' if len(given) == 1 else 'them'}")
+
+
+def _without_diverged(frame, args, notes: list):
+    """Leave out the rows whose `status` is not "ok" (runs the workflow marked diverged), with a note."""
+    if "status" not in frame.columns or any(f.split("=", 1)[0].strip() == "status" for f in args.filter):
+        return frame
+    bad = frame["status"].astype(str) != "ok"
+    if bad.any():
+        notes.append(
+            f"left out {int(bad.sum())} of {len(frame)} rows whose status is not 'ok' (diverged runs); "
+            "--filter status=VALUE chooses rows by status instead"
+        )
+    return frame[~bad]
+
+
+def _epoch_rule(frame, args, run_cols, notes: list):
+    """(rule, epoch column, run identity columns). Without --epoch-rule: where rows repeat per run
+    (after telling runs apart by a seed/run column when the given columns do not), each run's final
+    row by the step column, given or found by name; a one-line refusal where none is found."""
+    epoch, identity = args.epoch, list(run_cols)
+    if args.epoch_rule != "all" and frame.duplicated(subset=identity).any():
+        extra = next((c for c in RUN_NAMES if c in frame.columns and c not in identity), None)
+        if extra is not None:
+            identity.append(extra)
+            notes.append(f"runs told apart by '{extra}' (--run COL names other run columns)")
+    if args.epoch_rule is not None:
+        if epoch is not None and not pd.api.types.is_numeric_dtype(frame[epoch]):
+            raise UserError(
+                f"the step column '{epoch}' is not numeric (dtype {frame[epoch].dtype}); it would sort as text"
+            )
+        return args.epoch_rule, epoch, identity
+    if not frame.duplicated(subset=identity).any():
+        return ("final" if epoch else "all"), epoch, identity  # one row per run: the rows are the runs
+    if epoch is None:
+        epoch = next((c for c in EPOCH_NAMES if c in frame.columns and c not in identity), None)
+    if epoch is None:
+        example = frame.loc[frame.duplicated(subset=identity, keep=False), identity].iloc[0].to_dict()
+        raise UserError(
+            f"several rows share {', '.join(identity)} (e.g. {example}) and no step column was found: "
+            "name it with --epoch COL to fit each run's final row, or fit every row with --epoch-rule all"
+        )
+    if not pd.api.types.is_numeric_dtype(frame[epoch]) or pd.api.types.is_bool_dtype(frame[epoch]):
+        raise UserError(f"the step column '{epoch}' is not numeric (dtype {frame[epoch].dtype}); it would sort as text")
+    notes.append(
+        f"several rows per run: fitted each run's final row by '{epoch}' "
+        "(--epoch-rule all fits every row, best each run's best)"
+    )
+    return "final", epoch, identity
+
+
+def _refuse_degenerate(results) -> None:
+    """A fit without the points or the interval it promises exits non-zero, in one line."""
+    for labels, fit in results:
+        where = ", ".join(f"{k}={v}" for k, v in labels.items())
+        where = f"group {where}: " if where else ""
+        if fit.n_points < 3:
+            raise UserError(
+                f"{where}{fit.n_points} points: a slope through 2 points has no uncertainty; fit at least 3 runs"
+            )
+        few = fit.distinct_resamples is not None and fit.ci_text.startswith("CI n/a:")
+        if not fit.ci_available and not few:
+            reason = next((d for d in fit.diagnostics if "CI" in d or "bootstrap" in d), "the CI is not computable")
+            raise UserError(f"{where}no confidence interval: {reason}")
 
 
 def _record(labels: dict, fit, rule: str) -> dict:
@@ -165,42 +292,14 @@ def _record(labels: dict, fit, rule: str) -> dict:
         "quantile",
         "n_sizes",
         "n_clusters",
+        "distinct_resamples",
         "diagnostics",
         "bootstrap",
         "confidence",
         "x",
         "y",
     ]
-    return {"group": _json_safe(labels), **{key: out[key] for key in keys}, "epoch_rule": rule}
-
-
-def _json_safe(labels: dict) -> dict:
-    """Group labels for JSON: NaN as None, numpy scalars as Python, anything else JSON lacks (a date) as str()."""
-    out = {}
-    for key, value in labels.items():
-        if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-            value = value.item()
-        if isinstance(value, float) and value != value:
-            value = None
-        elif not (value is None or isinstance(value, (str, int, float, bool))):
-            value = str(value)
-        out[str(key)] = value
-    return out
-
-
-def _json_ready(value):
-    """Numbers as plain Python, non-finite floats as None, recursively (another module's dict)."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if hasattr(value, "tolist"):
-        return _json_ready(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return {"group": json_safe(labels), **{key: out[key] for key in keys}, "epoch_rule": rule}
 
 
 def _table(results, args) -> str:
@@ -212,11 +311,11 @@ def _table(results, args) -> str:
     lines.append(header)
     for labels, fit in results:
         name = ", ".join(f"{k}={v}" for k, v in labels.items()) or "all"
-        lo, hi = fit.ci
         dlo, dhi = fit.dim_ci
+        dim_ci = f"[{dlo:.3g}, {dhi:.3g}]" if fit.ci_available else "n/a"
         lines.append(
-            f"{name:<20} {fit.slope:>9.4f} {f'[{lo:.4f}, {hi:.4f}]':>21} {fit.alpha:>8.4f} {fit.dim:>8.3g} "
-            f"{f'[{dlo:.3g}, {dhi:.3g}]':>17} {fit.n_points:>5} {fit.n_sizes:>5} {fit.n_clusters:>5}"
+            f"{name:<20} {fit.slope:>9.4f} {fit.ci_text:>21} {fit.alpha:>8.4f} {fit.dim:>8.3g} "
+            f"{dim_ci:>17} {fit.n_points:>5} {fit.n_sizes:>5} {fit.n_clusters:>5}"
         )
     method = "least squares" if args.quantile is None else f"quantile regression q={args.quantile:g}"
     over = f"runs ({', '.join(args.run)})" if args.run else "single rows (no --run: right for one row per run only)"
@@ -226,69 +325,3 @@ def _table(results, args) -> str:
         name = ", ".join(f"{k}={v}" for k, v in labels.items()) or "all"
         lines += [f"  [{name}] {text}" for text in fit.diagnostics]
     return "\n".join(lines)
-
-
-def _run_broken(args, frame, rule: str) -> int:
-    from scalinglab.laws.broken_power_law import fit_broken_power_law
-
-    groups = frame.groupby(args.group, sort=True, dropna=False) if args.group else [((), frame)]
-    results = []
-    for key, rows in groups:
-        labels = dict(zip(args.group, key if isinstance(key, tuple) else (key,)))
-        labels = {c: (v.item() if hasattr(v, "item") else v) for c, v in labels.items()}
-        try:
-            fit = fit_broken_power_law(rows[args.x].to_numpy(float), rows[args.y].to_numpy(float))
-        except UserError as exc:
-            where = ", ".join(f"{k}={v}" for k, v in labels.items())
-            raise UserError(f"group {where}: {exc}" if where else str(exc)) from None
-        results.append((labels, fit))
-    if args.json:
-        records = [{"group": _json_safe(labels), **fit.to_dict(), "epoch_rule": rule} for labels, fit in results]
-        print(json.dumps(_json_ready(records), indent=2, allow_nan=False))
-    else:
-        for labels, fit in results:
-            name = ", ".join(f"{k}={v}" for k, v in labels.items()) or "all"
-            print(f"[{name}] {fit.summary()}")
-    return 0
-
-
-def _run_joint(args, frame, clusters) -> int:
-    if args.method not in JOINT_METHODS:
-        raise UserError(f"unknown joint method '{args.method}'; use one of {', '.join(JOINT_METHODS)}")
-    from scalinglab.laws.joint.fit import fit_joint
-
-    def fit(rows):
-        return fit_joint(
-            rows,
-            n=args.n,
-            p=args.p,
-            y=args.y,
-            method=args.method,
-            bootstrap=args.bootstrap,
-            cluster=clusters,
-            seed=args.seed,
-        ).to_dict()
-
-    if args.group:
-        # One joint fit per group, in the same list-of-objects shape as the power law's output.
-        output = [
-            {
-                "group": _json_safe(
-                    {
-                        c: (v.item() if hasattr(v, "item") else v)
-                        for c, v in zip(args.group, key if isinstance(key, tuple) else (key,))
-                    }
-                ),
-                **fit(rows),
-            }
-            for key, rows in frame.groupby(args.group, sort=True, dropna=False)
-        ]
-    else:
-        output = fit(frame)
-    output = _json_ready(output)
-    if args.json:
-        print(json.dumps(output, indent=2, allow_nan=False, default=str))
-    else:
-        for item in output if isinstance(output, list) else [output]:
-            print("\n".join(f"{key}: {value}" for key, value in item.items()))
-    return 0

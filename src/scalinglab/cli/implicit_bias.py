@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from scalinglab.core.io import read_table, require_columns
     from scalinglab.laws.implicit_bias.analysis import analyse
 
+    _check_options(args)
     frames = []
     for path in args.table:
         frame = read_table(path)
@@ -120,6 +121,25 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(result.summary())
     return 0
+
+
+def _check_options(args) -> None:
+    """One-line errors for option values the analysis cannot use (before any file is read)."""
+    from scalinglab.core.errors import UserError
+    from scalinglab.laws.cluster_bootstrap import check_cli_draws
+
+    if args.bootstrap is not None:
+        check_cli_draws(args.bootstrap)
+    if args.bootstrap_seed is not None and args.bootstrap_seed < 0:
+        raise UserError(f"--bootstrap-seed {args.bootstrap_seed} must be >= 0; give a non-negative integer")
+    if args.min_seeds is not None and args.min_seeds < 1:
+        raise UserError(f"--min-seeds {args.min_seeds} must be at least 1")
+    looks_log = args.norm.lower().startswith(("log", "ln"))
+    if looks_log and not args.norm_is_log:
+        raise UserError(
+            f"--norm {args.norm} looks like a logarithm: add --norm-is-log if it holds ln(lambda), "
+            "or name the column of lambda itself"
+        )
 
 
 def _finite_or_null(value):

@@ -18,6 +18,8 @@ COMMANDS = {
     "dimension": ("scalinglab.cli.dimension", "estimate the intrinsic dimension of points"),
     "implicit-bias": ("scalinglab.cli.implicit_bias", "gamma1, gamma2 and lambda_opt from norm/error rows"),
     "import-tensorboard": ("scalinglab.cli.import_tensorboard", "turn TensorBoard event files into a runs table"),
+    "import-wandb": ("scalinglab.cli.import_wandb", "turn W&B exports or offline runs into a runs table"),
+    "import-mlflow": ("scalinglab.cli.import_mlflow", "turn a local MLflow store (mlruns) into a runs table"),
 }
 
 

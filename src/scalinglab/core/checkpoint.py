@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import hashlib
 import os
 import socket
@@ -117,9 +118,36 @@ class Checkpointer:
         return self.path is not None and step % check_every == 0 and time.monotonic() - self.last_save >= self.every_s
 
     def save(self, state: dict) -> None:
-        with atomic_path(self.path) as tmp:
-            torch.save({"format": FORMAT, "key": self.key, "state": encode(state)}, tmp)
+        """Write the state atomically. A full disk (or quota) costs only this checkpoint: a one-line
+        warning, the previous checkpoint (if any) stays, and training goes on."""
+        blob = {"format": FORMAT, "key": self.key, "state": encode(state)}  # a state it cannot hold: TypeError
+        try:
+            with atomic_path(self.path) as tmp:
+                try:  # through a Python file: a full disk is an OSError (ENOSPC), not torch's vague RuntimeError
+                    with open(tmp, "wb") as fh:
+                        torch.save(blob, fh)
+                except OSError as exc:
+                    if not _no_space(exc):
+                        raise
+                    raise _NoSpace(exc) from None  # not an OSError: atomic_path drops the temporary file, no more
+        except (_NoSpace, OSError) as exc:
+            if not isinstance(exc, _NoSpace) and not _no_space(exc):
+                raise
+            reason = os.strerror(exc.errno).lower()
+            print(f"warning: checkpoint {self.path} not saved: {reason}; training goes on without it", file=sys.stderr)
         self.last_save = time.monotonic()
+
+
+class _NoSpace(Exception):
+    """A checkpoint that did not fit on the disk (not an OSError, which atomic_path would turn into an error)."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(str(cause))
+        self.errno = cause.errno
+
+
+def _no_space(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def discard(path) -> None:

@@ -229,15 +229,19 @@ def _check_semantics(config: dict) -> None:
     lam = config["perceptron"]["lambdas"]
     if config["perceptron"]["enabled"] and not lam["low"] < lam["high"]:
         raise UserError("config: perceptron.lambdas: low must be below high")
-    window = config["perceptron"]["window"]
-    if config["perceptron"]["enabled"] and not window[0] < window[1]:
-        raise UserError(f"config: perceptron.window: {window} must be [low, high] with low < high")
+    for section in ("perceptron", "deep_nets"):
+        window = config[section]["window"]
+        if config[section]["enabled"] and not window[0] < window[1]:
+            raise UserError(f"config: {section}.window: {window} must be [low, high] with low < high")
     dim = config["dimension"]
     if dim["enabled"] and "mle" in dim["estimators"] and dim["reference_k"] not in dim["ks"]:
         raise UserError(f"config: dimension.reference_k: {dim['reference_k']} is not one of dimension.ks {dim['ks']}")
-    sched = ts["schedule"]
-    if sched["kind"] == "onecycle" and sched["steps"] < 2:
-        raise UserError("config: teacher_student.schedule.steps: onecycle needs at least 2 steps")
+    for key, sched in [
+        ("schedule", ts["schedule"]),
+        *((f"schedule_by_d.{d}", s) for d, s in ts["schedule_by_d"].items()),
+    ]:
+        if sched["kind"] == "onecycle" and sched["steps"] < 2:
+            raise UserError(f"config: teacher_student.{key}.steps: onecycle needs at least 2 steps")
     finite = [p for p in ts["train_sizes"] if p != "inf"]
     if finite and min(finite) < 2:
         raise UserError("config: teacher_student.train_sizes: P must be at least 2 (or 'inf')")
@@ -255,6 +259,8 @@ def _check_semantics(config: dict) -> None:
         )
     _check_local_dirs(config["datasets"])
     _check_fit_grids(config)
+    _check_image_sizes(config["images"])
+    _check_random_features(config["random_features"])
     root = config["datasets"]["root"]
     if "{" in root or "}" in root:
         raise UserError(
@@ -301,6 +307,51 @@ def _check_fit_grids(config: dict) -> None:
     joint = config.get("joint")
     if joint and joint.get("enabled"):
         _check_joint_grid(joint)
+
+
+# training-split sizes of the image datasets, known without loading them ('all' is this many images)
+TRAIN_SPLIT_SIZES = {"digits": 1438, "mnist": 60000, "fashion-mnist": 60000, "cifar10": 50000, "cifar100": 50000}
+
+
+def _check_image_sizes(img: dict) -> None:
+    """'all' and the split's size given as a number are one P: two jobs would train the same cells."""
+    for dataset in img["datasets"] if img["enabled"] and "all" in img["train_sizes"] else []:
+        size = TRAIN_SPLIT_SIZES[dataset]
+        if size in img["train_sizes"]:
+            raise UserError(
+                f"config: images.train_sizes: {size} is the whole training split of {dataset} ({size:,} images), "
+                "the same P as 'all'; give it once"
+            )
+
+
+def _check_random_features(rf: dict) -> None:
+    """Repeated (a, b) pairs (one file each: the second entry's settings would be ignored), a variance
+    sweep without P >> N, and a time sweep whose P cannot hold the modes its times learn."""
+    if not rf["enabled"]:
+        return
+    seen: dict = {}
+    for i, pair in enumerate(rf["pairs"]):
+        first = seen.setdefault((float(pair["a"]), float(pair["b"])), i)
+        if first != i:
+            raise UserError(
+                f"config: random_features.pairs[{i}]: (a, b) = ({pair['a']:g}, {pair['b']:g}) repeats pairs[{first}]; "
+                "give each pair once, with all its settings in one entry"
+            )
+        t_max, P = max(pair.get("times", rf["time"]["window"])), pair.get("time_P", rf["time"]["P"])
+        learned = (2 * t_max) ** (1 / pair["b"])  # k_t: the modes learned by t_max, which the time law needs P >> of
+        if P <= learned:
+            key = f"pairs[{i}].time_P" if "time_P" in pair else "time.P"
+            raise UserError(
+                f"config: random_features.{key}: P = {P} is too small for the time sweep of (a, b) = "
+                f"({pair['a']:g}, {pair['b']:g}): its law needs P >> (2 t_max)^(1/b) = {learned:.0f}; "
+                f"use P >= time.M = {rf['time']['M']} (P above M costs no more)"
+            )
+    low = min(rf["variance_Ps"])
+    if low <= rf["variance_N"] + 1:
+        raise UserError(
+            f"config: random_features.variance_Ps: P = {low} is not above variance_N + 1 = {rf['variance_N'] + 1}; "
+            f"the variance-limited law needs P >> N: use P values well above {rf['variance_N']}"
+        )
 
 
 # the joint law E + A N^-alpha + B P^-beta has 5 parameters: its fit needs >= 2 distinct N, >= 2 distinct P

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -65,6 +66,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, output_mode())  # after the block: a writer may have replaced the temporary file
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "no space left" in str(exc).lower():
+            raise UserError(
+                f"{path}: no space left on the device while writing it (nothing was overwritten); "
+                "free some disk space and rerun"
+            ) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -124,8 +132,13 @@ def concat_parquet(parts: list, table) -> pd.DataFrame:
     return frame
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a Parquet or CSV runs table, with one-line errors for missing or unreadable files."""
+def read_table(path: str | os.PathLike, header: bool = True) -> pd.DataFrame:
+    """Read a Parquet or CSV runs table, with one-line errors for missing or unreadable files.
+
+    A text table (.csv, .tsv, .txt; a .txt without commas is whitespace-separated, as np.savetxt
+    writes) must start with a header row: a first row of numbers is refused, never silently taken
+    as column names. `header=False` (point clouds) reads such a file with columns x0, x1, ...
+    """
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file; give the path of a Parquet or CSV table")
@@ -138,11 +151,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             _refuse_repeated(list(frame.columns), path)
             return frame
         if suffix in (".csv", ".tsv", ".txt"):
-            sep = "\t" if suffix == ".tsv" else ","
-            frame = pd.read_csv(path, sep=sep)
-            # pandas renames a repeated name (N, N -> N, N.1): the header row itself tells
-            _refuse_repeated(list(pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0]), path)
-            return frame
+            return _read_text_table(path, suffix, header)
     except UserError:
         raise
     except Exception as exc:  # pyarrow and pandas raise many types for a damaged file
@@ -151,6 +160,50 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             f"{path}: cannot read it as {suffix[1:]} ({reason}); is the file truncated or damaged?"
         ) from None
     raise UserError(f"{path}: unknown table format '{suffix}'; use .parquet or .csv")
+
+
+def _read_text_table(path: Path, suffix: str, header: bool) -> pd.DataFrame:
+    with open(path, errors="replace") as handle:
+        first = handle.readline()
+    sep = "\t" if suffix == ".tsv" else ","
+    if suffix == ".txt" and "," not in first:
+        sep = r"\s+"
+    names = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0].tolist()
+    if all(_is_number(n) for n in names):
+        if header:
+            raise UserError(
+                f"{path}: its first row holds numbers ({', '.join(map(str, names[:3]))}...), not column names; "
+                "add a header row naming the columns"
+            )
+        frame = pd.read_csv(path, sep=sep, header=None)
+        frame.columns = [f"x{i}" for i in range(frame.shape[1])]
+        return frame
+    if len(names) == 1:
+        for other, word in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+            if other in str(names[0]):
+                raise UserError(
+                    f"{path}: one column named {names[0]!r}: the file seems to use {word} as separator; "
+                    "write it with ',' (or save it as .tsv for tabs)"
+                )
+    # pandas renames a repeated name (N, N -> N, N.1): the header row itself tells
+    _refuse_repeated(names, path)
+    frame = pd.read_csv(path, sep=sep)
+    text = frame.astype(str)
+    repeats = (text == pd.Series([str(n) for n in names], index=frame.columns)).all(axis=1)
+    if repeats.any():
+        row = int(repeats.to_numpy().nonzero()[0][0]) + 2  # 1-based, after the header line
+        raise UserError(
+            f"{path}: line {row} repeats the header (two files joined with cat?); remove the repeated header lines"
+        )
+    return frame
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _refuse_repeated(names: list, path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import traceback
 
 from scalinglab.core.errors import UserError
@@ -39,6 +40,14 @@ def _files(value):
     return [str(v) for v in value] or None
 
 
+def _wildcards(snakemake) -> str:
+    try:
+        items = dict(snakemake.wildcards.items())
+    except (AttributeError, TypeError):
+        items = {}
+    return ", ".join(f"{k}={v}" for k, v in items.items()) or "no wildcards"
+
+
 def checkpoint_settings(snakemake) -> dict:
     """The training job's checkpoint arguments: its `checkpoint` param as the file and
     engine.checkpoint_minutes as the interval (0: no checkpoints). The interval is read from the
@@ -61,8 +70,13 @@ def run(snakemake, function, **extra):
             if log:
                 stack.enter_context(contextlib.redirect_stdout(log))
                 stack.enter_context(contextlib.redirect_stderr(log))
+            started = time.perf_counter()
+            # every job's log says what ran and that it ended, however little the work printed
+            print(f"{snakemake.rule}: started ({_wildcards(snakemake)})", file=sys.stderr, flush=True)
             try:
-                return function(**kwargs)
+                result = function(**kwargs)
+                print(f"{snakemake.rule}: done in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+                return result
             except UserError as exc:
                 print(f"error: {exc}", file=sys.__stderr__)
                 print(f"error: {exc}", file=sys.stderr)

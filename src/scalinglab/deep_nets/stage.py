@@ -96,10 +96,7 @@ def train_cell(
             n_logs=n_logs,
             test_size=test_size,
             device=dev,
-            progress=lambda row: print(
-                f"seed {row['seed']} step {row['step']} log R {row['log_norm']:.3f} test error {row['test_error']:.4f}",
-                flush=True,
-            ),
+            label=f"{model} on {dataset}, P = {P}",
             checkpoint=checkpoint,
             checkpoint_every_s=checkpoint_every_s,
         )

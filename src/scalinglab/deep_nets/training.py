@@ -26,6 +26,7 @@ from torch import nn
 
 from scalinglab.core.checkpoint import Checkpointer, fingerprint
 from scalinglab.core.errors import UserError
+from scalinglab.core.progress import Progress
 from scalinglab.core.seeding import derive_seed
 from scalinglab.datasets.image_data import ImageData, subset_indices, to_float
 from scalinglab.deep_nets.models import AUTHORS_DEPTH, AUTHORS_WIDTH, build
@@ -110,12 +111,14 @@ def train_runs(
     on_log: Callable[[nn.Module, dict], None] | None = None,
     checkpoint=None,
     checkpoint_every_s: float = 300.0,
+    label: str | None = None,
 ) -> pd.DataFrame:
     """Train one network per seed on P images of `data`; one row per log point, columns COLUMNS.
 
     test_size: evaluate on a fixed stratified subset of this many test images (None: all).
     progress(row) is called at every log point; on_log(network, row) too, with the network as it is
-    there (for checks; do not modify it).
+    there (for checks; do not modify it). label: name the job in progress lines on stderr (rate and
+    ETA over all seeds' optimiser steps, core/progress.py); None: silent.
     A run whose training loss turns NaN/inf stops there; all its rows get status "diverged".
     checkpoint: a file where the state after an epoch is saved every checkpoint_every_s seconds (the
     finished seeds' rows included); a rerun of the same call resumes there and returns the numbers
@@ -148,7 +151,11 @@ def train_runs(
     with Checkpointer(checkpoint, checkpoint_every_s, key) as saver:  # its lock is held until training ends
         resumed = saver.load()
         frames = list(resumed["frames"]) if resumed else []
+        per_seed = epochs * math.ceil(P / batch)
+        done = len(frames) * per_seed + (resumed["run"]["step"] if resumed else 0)
+        watch = Progress(label, len(seeds) * per_seed, "steps", done=done)
         for s in seeds[len(frames) :]:  # a resumed call has the finished seeds' frames already
+            base = len(frames) * per_seed  # steps of the seeds before this one
             run_state, resumed = (resumed["run"] if resumed else None), None  # only the first run resumes
 
             def checkpoint_after(epoch, run_state, s=s):  # run_state() builds the state only when saving
@@ -174,9 +181,16 @@ def train_runs(
                     on_log=on_log,
                     checkpoint_after=checkpoint_after,
                     resume=run_state,
+                    after_epoch=lambda step, row, s=s, base=base: watch.update(base + step, lambda: _note(s, row)),
                 )
             )
+        watch.finish()
         return pd.concat(frames, ignore_index=True)[COLUMNS]
+
+
+def _note(seed, row: dict) -> str:
+    """The last logged point of a run, for progress lines."""
+    return f"seed {seed} at step {row['step']}: log R {row['log_norm']:.3f}, test error {row['test_error']:.4f}"
 
 
 def _train_one(
@@ -197,6 +211,7 @@ def _train_one(
     on_log,
     checkpoint_after,
     resume: dict | None,
+    after_epoch=None,
 ) -> pd.DataFrame:
     """One seed: its subset (nested across P), init and batch order all derived from the cell's keys.
     After an epoch, checkpoint_after(epoch, state) may save state() (built only then); `resume` (such a
@@ -278,6 +293,8 @@ def _train_one(
                 record(step)
         if status != "ok":
             break
+        if after_epoch is not None:
+            after_epoch(step, rows[-1])
         if epoch + 1 < epochs:
             checkpoint_after(
                 epoch + 1,

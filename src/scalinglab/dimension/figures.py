@@ -8,7 +8,11 @@ from scalinglab.core.plotting import plt, save_figure
 
 
 def dimension_vs_k(dims: pd.DataFrame, path) -> None:
-    """MLE estimate against k per dataset (TwoNN as a dashed level), the true d dotted for teachers."""
+    """MLE estimate against k per dataset (TwoNN as a dashed level), the true d dotted for teachers.
+    Without MLE estimates (dimension.estimators: [twonn]) there is no k axis: TwoNN per dataset."""
+    if not (dims["estimator"] == "mle").any():
+        _twonn_only(dims, path)
+        return
     datasets = list(dict.fromkeys(dims["dataset"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     cmap = plt.get_cmap("viridis")
@@ -35,4 +39,28 @@ def dimension_vs_k(dims: pd.DataFrame, path) -> None:
     ax.set_ylabel("estimated intrinsic dimension")
     ax.set_title("dimension estimates (solid: MLE(k); dashed: TwoNN; dotted: true)")
     ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def _twonn_only(dims: pd.DataFrame, path) -> None:
+    """TwoNN of x per dataset with its CI, the true dimension (teachers) as a cross."""
+    x = dims[(dims["target"] == "x") & (dims["estimator"] == "twonn")]
+    datasets = list(dict.fromkeys(x["dataset"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    labelled = set()
+    for i, name in enumerate(datasets):
+        row = x[x["dataset"] == name].iloc[0]
+        low, high = max(row["dimension"] - row["ci_lo"], 0.0), max(row["ci_hi"] - row["dimension"], 0.0)
+        ax.errorbar([i], [row["dimension"]], yerr=[[low], [high]], color="C0", marker="o", capsize=3)
+        if "manifold_dim" in row and pd.notna(row["manifold_dim"]):
+            ax.plot([i], [float(row["manifold_dim"])], color="k", marker="x", linestyle="")
+            labelled.add("true")
+    ax.plot([], [], color="C0", marker="o", label="TwoNN (95% CI)")
+    if labelled:
+        ax.plot([], [], color="k", marker="x", linestyle="", label="true dimension")
+    ax.set_xticks(range(len(datasets)), datasets, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("estimated intrinsic dimension")
+    ax.set_title("dimension estimates (TwoNN; no MLE in dimension.estimators)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
     save_figure(fig, path)

@@ -23,10 +23,23 @@ def as_points(X) -> np.ndarray:
     if X.dtype not in (np.float32, np.float64):
         # Small integers and float16 are exact in float32; anything wider keeps float64.
         X = X.astype(np.float32 if X.dtype.itemsize <= 2 else np.float64)
+    if X.shape[1] == 0:
+        raise ValueError(f"points have no coordinates (shape {X.shape}); need at least 1 column")
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).any(axis=1).sum())
         raise ValueError(f"points contain {bad} row(s) with NaN or infinity; drop them first")
-    return X
+    return _rescaled(X)
+
+
+def _rescaled(X: np.ndarray) -> np.ndarray:
+    """X times a power of two that brings its largest |coordinate| near 1: both estimators use only
+    distance ratios, so this changes no estimate, while squared distances of coordinates near 1e200
+    (or 1e-200) would overflow (underflow to 0, read as duplicate points). A power of two scales
+    exactly; X is returned as it is when already in range."""
+    top = float(np.abs(X).max()) if X.size else 0.0
+    if top == 0.0 or 2.0**-30 <= top <= 2.0**30:
+        return X
+    return np.ldexp(X, -np.frexp(top)[1]).astype(X.dtype)
 
 
 def drop_duplicates(X: np.ndarray) -> np.ndarray:

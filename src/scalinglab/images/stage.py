@@ -95,7 +95,7 @@ def train_bundle(
             lr=lr,
             weight_decay=weight_decay,
             device=dev,
-            progress=_progress(f"{dataset} P={P} c={width}"),
+            progress=_progress(f"{dataset} P={P} c={width}", epochs * len(seeds)),
             checkpoint=checkpoint,
             checkpoint_every_s=checkpoint_every_s,
         )
@@ -126,13 +126,26 @@ def train_bundle(
     return frame
 
 
-def _progress(label: str):
+def _progress(label: str, total: int):
+    """A callback for train_cells that says the rate and ETA (core/progress.py) with the last epoch's
+    numbers, and when the job is done."""
+    from scalinglab.core.progress import Progress
+
+    watch = Progress(label, total, "cell-epochs")
+    count = [0]
+
     def report(row: dict) -> None:
-        print(
-            f"{label} seed={row['seed']} epoch {row['epoch']}: train loss {row['train_loss']:.4f} "
-            f"acc {row['train_acc']:.3f}, val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}",
-            flush=True,
-        )
+        count[0] += 1
+
+        def note():
+            return (
+                f"seed {row['seed']} epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc "
+                f"{row['train_acc']:.3f}, val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}"
+            )
+
+        watch.update(count[0], note)
+        if count[0] == total:
+            watch.finish(note)
 
     return report
 

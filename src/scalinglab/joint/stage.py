@@ -88,7 +88,18 @@ def fit_stage(table: pd.DataFrame, *, methods: list[str], bootstrap: int, seed: 
     }
     fits = {}
     for method in methods:
-        fit = fit_joint(cells, "N", "P", "test_loss", method=method, bootstrap=bootstrap, cluster="seed", seed=seed)
+        # seeds resampled within each (N, P) cell: a cell's init and batches derive from its N and P
+        fit = fit_joint(
+            cells,
+            "N",
+            "P",
+            "test_loss",
+            method=method,
+            bootstrap=bootstrap,
+            cluster="seed",
+            strata=["N", "P"],
+            seed=seed,
+        )
         entry = fit.to_dict()
         try:
             # the law in D = passes x P: same exponents, B_D = B passes^beta
@@ -130,7 +141,7 @@ def fits_caption(summary: dict) -> str:
         f"Joint law L(N, P) = E + A N^-alpha + B P^-beta on {summary['cells']} teacher/student cells "
         f"({len(summary['N'])} sizes N x {len(summary['P'])} training-set sizes P, final test MSE), "
         f"each trained for {summary['passes']:.3g} passes over its P points, so compute C = 6 N D with "
-        f"D = samples seen. 95% CIs from a bootstrap over seeds.",
+        f"D = samples seen. 95% CIs from a bootstrap that resamples the seeds of each (N, P) cell.",
         "",
     ]
     for method, fit in summary["fits"].items():

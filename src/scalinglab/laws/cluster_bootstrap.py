@@ -1,8 +1,19 @@
 """Bootstrap CIs of a log-log slope that resample clusters (runs or seeds) whole, never single rows:
-rows of one run share its noise, so resampling rows would make the interval too narrow."""
+rows of one run share its noise, so resampling rows would make the interval too narrow.
+
+With strata (e.g. the model size), clusters are resampled within each stratum, as many as it holds:
+the right unit when the clusters of different strata share no randomness (a seed whose init and
+batches depend on the width is a different draw at every width), where resampling "seed s at
+every width together" would pretend to a correlation that is not there.
+
+A bootstrap over k clusters can draw only C(2k - 1, k) distinct resamples (10 for 3 seeds, 3 for 2):
+its percentiles then sit on a handful of values, so below MIN_DISTINCT_RESAMPLES no interval is
+reported as a confidence interval (`distinct_resamples`).
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -17,6 +28,38 @@ _BOOTSTRAP_CHUNK_ELEMENTS = 4_000_000
 # about 0.5% of the slope's spread, so more than 10^6 only costs time and memory (8 bytes a draw).
 MAX_DRAWS = 1_000_000
 PROGRESS_EVERY_S = 10.0
+# fewer distinct resamples than this and a 95% percentile interval is an artefact of the few values
+MIN_DISTINCT_RESAMPLES = 20
+
+
+def distinct_resamples(stratum_sizes) -> int:
+    """How many distinct resamples a (stratified) cluster bootstrap can draw: the number of
+    multisets of k of k clusters, C(2k - 1, k), multiplied over the strata."""
+    out = 1
+    for k in stratum_sizes:
+        out *= math.comb(2 * int(k) - 1, int(k))
+    return out
+
+
+def ci_unavailable(distinct: int) -> str:
+    """The words for an interval that is not reported: 'CI n/a: 3 distinct resamples'."""
+    return f"CI n/a: {distinct} distinct resamples"
+
+
+MIN_CLI_DRAWS = 20  # a command-line bootstrap below this would print noise as a 95% interval
+
+
+def check_cli_draws(bootstrap: int, flag: str = "--bootstrap") -> None:
+    """A count of draws given on a command line: 0 (no bootstrap) or MIN_CLI_DRAWS..MAX_DRAWS."""
+    if bootstrap < 0:
+        raise UserError(f"{flag} {bootstrap} is negative; give 0 (no bootstrap) or a count such as 1000")
+    if 0 < bootstrap < MIN_CLI_DRAWS:
+        raise UserError(
+            f"{flag} {bootstrap}: a 95% interval from {bootstrap} draws is noise; give 0 or at least "
+            f"{MIN_CLI_DRAWS} (1,000 recommended)"
+        )
+    if bootstrap > MAX_DRAWS:
+        raise UserError(f"{flag} {bootstrap} is more than the {MAX_DRAWS:,} allowed; 1,000 to 10,000 suffice")
 
 
 def check_draws(bootstrap) -> None:
@@ -44,12 +87,20 @@ class Progress:
         print(f"{self.what}: {done:,}/{self.total:,} draws, {rate:,.0f}/s, about {eta:.0f} s left", file=sys.stderr)
 
 
-def bootstrap_slopes(lx, ly, codes, n_clusters, quantile, bootstrap, seed):
+def draw_clusters(rng, size: int, strata: list[np.ndarray]) -> np.ndarray:
+    """`size` draws of cluster indices, (size, n_clusters): within each stratum (an array of its
+    clusters' indices) as many clusters as it holds, with replacement."""
+    return np.concatenate([members[rng.integers(0, len(members), size=(size, len(members)))] for members in strata], 1)
+
+
+def bootstrap_slopes(lx, ly, codes, n_clusters, quantile, bootstrap, seed, strata=None):
     """Slopes from `bootstrap` cluster-resampled draws; returns (slopes, skipped, diagnostics).
 
-    A draw takes n_clusters clusters with replacement and every row of each; a draw whose rows
-    hold fewer than 2 distinct x has no slope and is skipped.
+    A draw takes n_clusters clusters with replacement (within each stratum when `strata`, a list
+    of arrays of cluster indices, is given) and every row of each; a draw whose rows hold fewer
+    than 2 distinct x has no slope and is skipped.
     """
+    strata = strata if strata is not None else [np.arange(n_clusters)]
     check_draws(bootstrap)
     progress = Progress(bootstrap)
     rng = np.random.default_rng(seed)
@@ -71,7 +122,7 @@ def bootstrap_slopes(lx, ly, codes, n_clusters, quantile, bootstrap, seed):
         )
         for start in range(0, bootstrap, chunk):
             size = min(chunk, bootstrap - start)
-            picks = rng.integers(0, n_clusters, size=(size, n_clusters))
+            picks = draw_clusters(rng, size, strata)
             counts = _counts(picks, n_clusters)
             drawn = counts > 0
             spread = np.where(drawn, cluster_max, -np.inf).max(axis=1) > np.where(drawn, cluster_min, np.inf).min(
@@ -92,7 +143,7 @@ def bootstrap_slopes(lx, ly, codes, n_clusters, quantile, bootstrap, seed):
         kept = []
         for start in range(0, bootstrap, chunk):
             size = min(chunk, bootstrap - start)
-            picks = rng.integers(0, n_clusters, size=(size, n_clusters))
+            picks = draw_clusters(rng, size, strata)
             for i, draw in enumerate(picks):
                 progress.update(start + i)
                 if cluster_max[draw].max() <= cluster_min[draw].min():

@@ -45,7 +45,7 @@ def select_epochs(
             example = frame.loc[duplicated, run_cols + [epoch]].iloc[0].to_dict()
             raise UserError(
                 f"{int(duplicated.sum())} rows share their run and epoch (e.g. {example}); "
-                f"add the column that tells those runs apart to the run columns"
+                f"name the column that tells those runs apart (scalinglab fit: --group or --run COL)"
             )
 
     if rule == "final":

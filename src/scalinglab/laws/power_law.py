@@ -25,7 +25,13 @@ import pandas as pd
 
 from scalinglab.core.errors import UserError
 from scalinglab.core.io import require_columns
-from scalinglab.laws.cluster_bootstrap import bootstrap_slopes, check_draws
+from scalinglab.laws.cluster_bootstrap import (
+    MIN_DISTINCT_RESAMPLES,
+    bootstrap_slopes,
+    check_draws,
+    ci_unavailable,
+    distinct_resamples,
+)
 from scalinglab.laws.inputs import positive_column
 
 METHODS = ("ols", "quantile")
@@ -61,6 +67,22 @@ class PowerLawFit:
     x: str | None = None
     y: str | None = None
     skipped_draws: int = 0
+    distinct_resamples: int | None = None  # what the bootstrap could draw (None: analytic CI)
+    expect_sign: int | None = None  # -1: a loss expected to fall with x; a slope of the other sign has no d
+
+    @property
+    def ci_available(self) -> bool:
+        """False where no interval is reported: too few distinct resamples, or none computable."""
+        return all(map(math.isfinite, self.ci))
+
+    @property
+    def ci_text(self) -> str:
+        """'[lo, hi]' of the slope, or why there is no interval ('CI n/a: 3 distinct resamples')."""
+        if self.distinct_resamples is not None and self.distinct_resamples < MIN_DISTINCT_RESAMPLES:
+            return ci_unavailable(self.distinct_resamples)
+        if not self.ci_available:
+            return "CI n/a"
+        return f"[{self.ci[0]:.4f}, {self.ci[1]:.4f}]"
 
     @property
     def alpha(self) -> float:
@@ -69,14 +91,17 @@ class PowerLawFit:
 
     @property
     def dim(self) -> float:
-        """Data-manifold dimension implied by Sharma & Kaplan's alpha = 4/d (inf for a flat fit)."""
+        """Data-manifold dimension implied by Sharma & Kaplan's alpha = 4/d (inf for a flat fit; NaN
+        when the slope has the other sign than `expect_sign`: a loss that rises with N has no d)."""
+        if self.expect_sign in (-1, 1) and self.slope * self.expect_sign < 0:
+            return math.nan
         return _dim_from_slope(self.slope)
 
     @property
     def dim_ci(self) -> tuple[float, float]:
         """`ci` mapped through 4/|slope|, ordered; the upper end is inf when the CI reaches 0."""
         lo, hi = self.ci
-        if not (math.isfinite(lo) and math.isfinite(hi)):
+        if not (math.isfinite(lo) and math.isfinite(hi)) or math.isnan(self.dim):
             return (math.nan, math.nan)
         if lo <= 0.0 <= hi:  # |slope| can be 0, so d is unbounded above
             return (_dim_from_slope(max(abs(lo), abs(hi))), math.inf)
@@ -92,10 +117,14 @@ class PowerLawFit:
             ci_source = "analytic"
         lo, hi = self.ci
         dlo, dhi = self.dim_ci
+        if self.ci_available:
+            slope_ci, dim_ci = f"[{self.confidence:.0%} CI {lo:.4g}, {hi:.4g}; {ci_source}]", f"[{dlo:.4g}, {dhi:.4g}]"
+        else:
+            slope_ci = dim_ci = f"({self.ci_text})"
         lines = [
             f"power law log({y_name}) = {self.intercept:.4g} + slope * log({x_name})   ({label})",
-            f"slope {self.slope:.4g}  [{self.confidence:.0%} CI {lo:.4g}, {hi:.4g}; {ci_source}]",
-            f"alpha = {self.alpha:.4g}   d = 4/|slope| = {self.dim:.4g}  [{dlo:.4g}, {dhi:.4g}]",
+            f"slope {self.slope:.4g}  {slope_ci}",
+            f"alpha = {self.alpha:.4g}   d = 4/|slope| = {self.dim:.4g}  {dim_ci}",
             f"{self.n_points} points, {self.n_sizes} distinct {x_name}, {self.n_clusters} clusters",
         ]
         lines += [f"diagnostic: {text}" for text in self.diagnostics]
@@ -135,6 +164,7 @@ def fit_power_law(
     seed: int = 0,
     confidence: float = 0.95,
     expect_sign: int | None = None,
+    strata: str | Sequence[str] | None = None,
 ) -> PowerLawFit:
     """Fit log(y) = intercept + slope * log(x) to every row of `frame`.
 
@@ -142,11 +172,16 @@ def fit_power_law(
     `bootstrap` > 0 the slope CI is the percentile interval over draws that resample clusters
     (the distinct values of the `cluster` column(s); each row its own cluster when None) with
     replacement and keep all rows of each drawn cluster; with 0 it is the analytic interval.
+    `strata` (columns, e.g. the size): clusters are (strata, cluster) combinations, resampled
+    within each stratum (cluster_bootstrap.py says when that is the right unit). Where the
+    bootstrap can draw fewer than MIN_DISTINCT_RESAMPLES distinct resamples, the CI is NaN and a
+    diagnostic says so (`ci_text`: 'CI n/a: 3 distinct resamples').
     `expect_sign` (-1 or +1), when given, adds a diagnostic if the slope has the other sign.
     """
     cluster_cols = [cluster] if isinstance(cluster, str) else list(cluster or [])
+    strata_cols = [strata] if isinstance(strata, str) else list(strata or [])
     _check_options(quantile, bootstrap, confidence, expect_sign)
-    require_columns(frame, [x, y] + cluster_cols, "runs table")
+    require_columns(frame, [x, y] + cluster_cols + strata_cols, "runs table")
     if len(frame) == 0:
         raise UserError("no rows to fit; check the filters and the epoch rule")
     log_x = _log_column(frame, x)
@@ -157,11 +192,19 @@ def fit_power_law(
             f"column '{x}' has a single distinct value ({np.exp(log_x[0]):g}); a slope needs at least 2 sizes"
         )
 
-    if cluster_cols:
-        codes = frame.groupby(cluster_cols, sort=True, dropna=False).ngroup().to_numpy()
+    unit = list(dict.fromkeys(strata_cols + cluster_cols))
+    if unit:
+        codes = frame.groupby(unit, sort=True, dropna=False).ngroup().to_numpy()
     else:
         codes = np.arange(len(frame))
     n_clusters = int(codes.max()) + 1
+    if strata_cols:  # each cluster's stratum; clusters are numbered in stratum order
+        of_cluster = pd.DataFrame({"c": codes, "s": frame.groupby(strata_cols, sort=True, dropna=False).ngroup()})
+        first = of_cluster.drop_duplicates("c").sort_values("c")["s"].to_numpy()
+        strata_members = [np.flatnonzero(first == s) for s in np.unique(first)]
+    else:
+        strata_members = [np.arange(n_clusters)]
+    distinct = distinct_resamples(len(m) for m in strata_members) if bootstrap > 0 else None
     method = "ols" if quantile is None else "quantile"
     diagnostics: list[str] = []
 
@@ -181,9 +224,16 @@ def fit_power_law(
                 "bootstrap needs at least 2 clusters and there is 1: CI not computed; "
                 "set bootstrap to 0 for the analytic CI, or resample finer units"
             )
+        elif distinct < MIN_DISTINCT_RESAMPLES:
+            ci = (math.nan, math.nan)
+            diagnostics.append(
+                f"{ci_unavailable(distinct)}: a bootstrap over {n_clusters} clusters"
+                f"{' within ' + '/'.join(strata_cols) if strata_cols else ''} can draw only {distinct} distinct "
+                f"resamples, too few for a {confidence:.0%} interval; add seeds or runs, or use the analytic CI"
+            )
         else:
             draws, skipped, draw_warnings = bootstrap_slopes(
-                log_x - centre, log_y, codes, n_clusters, quantile, bootstrap, seed
+                log_x - centre, log_y, codes, n_clusters, quantile, bootstrap, seed, strata_members
             )
             diagnostics += draw_warnings
             tail = (1.0 - confidence) / 2.0
@@ -192,7 +242,7 @@ def fit_power_law(
                 ci = (float(lo), float(hi))
             else:
                 ci = (math.nan, math.nan)
-            if n_clusters < 5:
+            if n_clusters < 5 and not strata_cols:
                 diagnostics.append(
                     f"only {n_clusters} clusters: a bootstrap over so few clusters gives a rough, "
                     f"usually too narrow CI; add seeds or runs"
@@ -221,7 +271,17 @@ def fit_power_law(
     if expect_sign in (-1, 1) and slope != 0 and np.sign(slope) != expect_sign:
         word = "positive" if slope > 0 else "negative"
         diagnostics.append(
-            f"slope is {word} ({slope:.3g}) but a {'negative' if expect_sign < 0 else 'positive'} one was expected"
+            f"slope is {word} ({slope:.3g}) but a {'negative' if expect_sign < 0 else 'positive'} one was expected: "
+            "no dimension is read from it"
+        )
+    elif expect_sign is None and slope > 0:
+        diagnostics.append(
+            f"slope is positive ({slope:.3g}): {y} grows with {x}; d = 4/|slope| is meant for a loss that falls"
+        )
+    if all(map(math.isfinite, ci)) and ci[0] <= 0.0 <= ci[1]:
+        diagnostics.append(
+            f"the slope's CI [{ci[0]:.3g}, {ci[1]:.3g}] includes 0: no clear dependence on {x}, "
+            "so d = 4/|slope| is not bounded above"
         )
 
     return PowerLawFit(
@@ -239,6 +299,8 @@ def fit_power_law(
         x=x,
         y=y,
         skipped_draws=int(skipped),
+        distinct_resamples=distinct,
+        expect_sign=expect_sign,
     )
 
 
@@ -358,6 +420,7 @@ def fits_to_frame(results: Sequence[tuple[dict, PowerLawFit]]) -> pd.DataFrame:
                 "n_points": fit.n_points,
                 "n_sizes": fit.n_sizes,
                 "n_clusters": fit.n_clusters,
+                "distinct_resamples": math.nan if fit.distinct_resamples is None else fit.distinct_resamples,
                 "method": fit.method,
                 "quantile": math.nan if fit.quantile is None else fit.quantile,
                 "diagnostics": DIAGNOSTICS_SEPARATOR.join(fit.diagnostics),

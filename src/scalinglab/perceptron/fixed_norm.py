@@ -308,8 +308,10 @@ def sweep(
     *,
     tol: float = 1e-6,
     block: int = 6,
+    label: str | None = None,
 ) -> pd.DataFrame:
-    """Fixed-norm error curves: one row per (alpha, seed, lambda).
+    """Fixed-norm error curves: one row per (alpha, seed, lambda); `label` names the job in progress
+    lines on stderr (rate and ETA per solved (alpha, seed), core/progress.py; None: silent).
 
     `lambdas` (margin scales) is an array shared by every alpha, or a function alpha -> array (to
     follow lambda_opt, which grows with alpha). Columns: alpha, P, N, seed, lam, norm (= lam^2, the
@@ -318,7 +320,10 @@ def sweep(
     of that data set), rel_error = error / error_hebb (the error the theory's laws are stated for),
     multiplier, newton_steps, seconds (per alpha and seed).
     """
+    from scalinglab.core.progress import Progress
+
     rows = []
+    watch = Progress(label, len(alphas) * len(seeds), "data sets")
     for alpha in alphas:
         p = int(round(alpha * n))
         grid = lambdas(alpha) if callable(lambdas) else lambdas
@@ -347,4 +352,6 @@ def sweep(
                     }
                 )
             )
+            watch.update(len(rows), f"alpha {alpha:g}, seed {seed}: {len(grid)} norms solved")
+    watch.finish()
     return pd.concat(rows, ignore_index=True)

@@ -40,7 +40,8 @@ def sweep_alpha(*, N: int, alpha: float, seeds: list[int], lambdas: dict, thread
     check_memory(N, alpha)
     torch.set_num_threads(threads)
     grid = lambda_grid(alpha, lambdas["low"], lambdas["high"], lambdas["count"])
-    frame = sweep(N, [alpha], np.sqrt(grid), seeds)  # the solver takes margin scales, sqrt(lambda)
+    # the solver takes margin scales, sqrt(lambda)
+    frame = sweep(N, [alpha], np.sqrt(grid), seeds, label=f"perceptron N = {N}, alpha = {alpha:g}")
     unconverged = int((~frame["converged"]).sum())
     if unconverged:
         print(f"warning: {unconverged} of {len(frame)} solutions did not converge", file=sys.stderr)

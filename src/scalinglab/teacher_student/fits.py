@@ -40,8 +40,11 @@ def final_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def fit_exponents(table: pd.DataFrame, bootstrap: int = 1000, quantile: float = 0.5, seed: int = 0) -> pd.DataFrame:
     """Per (d, P): alpha from least squares and from quantile regression of final test MSE on N.
 
-    CIs come from a bootstrap that resamples seeds (all sizes of a drawn seed together). `dim` is
-    4/alpha, to compare with `manifold_dim` = min(d, embedding width).
+    CIs come from a bootstrap that resamples the cells of each width (its seeds, with replacement;
+    with n seeds per width the resampled variance is (n-1)/n of the true one). Not whole seeds across
+    widths: a student's init and batches derive from its width (stage.train_bundle), so seed s at two
+    widths shares no randomness, and resampling "seed s at every width" would assume a correlation
+    that is not there. `dim` is 4/alpha, to compare with `manifold_dim` = min(d, embedding width).
     """
     final, notes = final_rows(table)
     frames = []
@@ -53,6 +56,7 @@ def fit_exponents(table: pd.DataFrame, bootstrap: int = 1000, quantile: float = 
             group=["d", "P"],
             quantile=method_quantile,
             cluster="seed",
+            strata="N",
             bootstrap=bootstrap,
             seed=seed,
             expect_sign=-1,
@@ -72,7 +76,7 @@ def fits_caption(fits: pd.DataFrame) -> str:
     lines = [
         "Sharma & Kaplan's prediction alpha = 4/d, tested per teacher dimension d: alpha is the slope of",
         "log final test MSE against log N, by least squares (OLS) and median regression, with 95% CIs",
-        "from a bootstrap over seeds. The manifold dimension is min(d, embedding width).",
+        "from a bootstrap that resamples the seeds of each width. The manifold dimension is min(d, embedding width).",
         "",
         "=====  ========  ========  =====================  =====================  ========",
         "P      d         manifold  4/alpha OLS [95% CI]   4/alpha median [CI]    OLS err",

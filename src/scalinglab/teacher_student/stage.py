@@ -50,20 +50,6 @@ def make_dataset(*, teacher, n_points: int, stream: list, points) -> None:
     print(f"sampled {n_points:,} points of d={net.d} in {time.perf_counter() - started:.1f}s", file=sys.stderr)
 
 
-def _progress(label: str):
-    last = [0.0]
-
-    def report(step, total, seconds, test_loss):
-        if step in (0, total) or seconds - last[0] > 10:
-            last[0] = seconds
-            print(
-                f"{label}: step {step}/{total} ({seconds:.0f}s) test MSE median {np.median(test_loss):.3g}",
-                file=sys.stderr,
-            )
-
-    return report
-
-
 def train_bundle(
     *,
     train,
@@ -153,7 +139,7 @@ def _train_bundle_on(
         data_seed=derive_seed("batches", d, format_train_size(P), width, *seeds),
         n_evals=n_evals,
         compile=use_compile,
-        progress=_progress(f"d={d} P={format_train_size(P)} n={width}"),
+        label=f"d={d} P={format_train_size(P)} n={width}",
         checkpoint=checkpoint,
         checkpoint_every_s=checkpoint_every_s,
     )
@@ -219,6 +205,9 @@ def fit_and_write(
     fits = fit_exponents(pd.read_parquet(table), bootstrap=bootstrap, quantile=quantile)
     write_parquet(fits, fits_table, {"bootstrap": bootstrap, "quantile": quantile})
     records = json.loads(fits.to_json(orient="records"))
+    for record, P in zip(records, fits["P"] if "P" in fits else []):
+        if math.isinf(P):  # P = inf: "inf" as in the file names and the config, not null (JSON has no inf)
+            record["P"] = "inf"
     write_text(fits_json, json.dumps(records, indent=1))
     text = fits_caption(fits)
     if dimension is not None:
@@ -249,7 +238,8 @@ def plot_all(*, table, fits, dimension, loss, dim, curves, reference_k: int) -> 
     theory = None
     if dimension is not None:
         ref = reference_estimates(pd.read_parquet(dimension), reference_k)
-        column = f"mle_k{reference_k}" if f"mle_k{reference_k}" in ref else "twonn"
+        mle = f"mle_k{reference_k}"
+        column = mle if mle in ref and ref[mle].notna().any() else "twonn"  # dimension.estimators: [twonn]
         theory = dict(zip(ref["d"], ref[column]))
     figures.loss_vs_n(final, fitted, loss, theory_dims=theory)
     figures.dim_vs_d(fitted, dim)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from scalinglab.core.checkpoint import Checkpointer, fingerprint
+from scalinglab.core.progress import Progress
 from scalinglab.teacher_student.schedules import Schedule, log_spaced_steps
 
 ADAM_BETAS = (0.9, 0.999)
@@ -251,7 +252,7 @@ def train(
     data_seed: int,
     n_evals: int = 30,
     compile: bool = False,
-    progress=None,
+    label: str | None = None,
     checkpoint=None,
     checkpoint_every_s: float = 300.0,
 ) -> dict:
@@ -259,6 +260,7 @@ def train(
 
     Logs: step, samples (seen per member), lr, train_loss (mean batch MSE since the previous log),
     test_loss (MSE on the test set); each an array of shape (n_logs,) or (n_logs, E).
+    label: name the run in progress lines on stderr (rate and ETA, core/progress.py); None: silent.
     checkpoint: a file path; the run's whole state is saved there every `checkpoint_every_s`
     seconds, and a run started with a checkpoint of the very same run (same inputs) resumes from it
     with bit-identical results. The caller removes the file once its outputs are written.
@@ -307,8 +309,6 @@ def train(
             logs["test_loss"].append(trainer.evaluate(test_x, test_y).cpu().numpy())
             running = torch.zeros_like(running)
             count = 0
-            if progress is not None:
-                progress(step, total, earlier_seconds + time.perf_counter() - started, logs["test_loss"][-1])
 
         def state(step: int) -> dict:
             return {
@@ -340,6 +340,11 @@ def train(
             logs, running = saved["logs"], saved["running"].to(device)
             count, samples, next_eval = saved["count"], saved["samples"], saved["next_eval"]
             first_step, earlier_seconds = saved["step"], saved["seconds"]
+        watch = Progress(label, total, "steps", done=first_step)
+
+        def note():
+            return f"test MSE median {np.median(logs['test_loss'][-1]):.3g} at step {logs['step'][-1]}"
+
         for step in range(first_step, total):
             batch = int(batches[step])
             x, y = source.next(batch)
@@ -351,6 +356,8 @@ def train(
                 next_eval += 1
             if saver.due(step + 1) and step + 1 < total:
                 saver.save(state(step + 1))
+            watch.update(step + 1, note)
+        watch.finish(note)
         logs = {k: np.asarray(v) for k, v in logs.items()}
         logs["seconds"] = earlier_seconds + time.perf_counter() - started
         return logs

@@ -59,10 +59,27 @@ def prepare(
     for name in (p, seed, norm, error):
         if name not in frame.columns:
             raise UserError(f"missing column '{name}'; available: {', '.join(map(str, frame.columns))}")
+    if "N" in frame.columns and "N" not in (p, seed, norm, error):  # N: the model size, one per configuration
+        mixed = frame.groupby([p, seed])["N"].nunique()
+        if (mixed > 1).any():
+            pv, sv = mixed[mixed > 1].index[0]
+            raise UserError(
+                f"{p}={key(pv)}, {seed}={sv}: rows from models of different N "
+                f"({', '.join(map(str, sorted(frame.loc[(frame[p] == pv) & (frame[seed] == sv), 'N'].unique())))}); "
+                "files from another configuration are mixed in: give only one configuration's files"
+            )
     data = frame[[p, seed, norm, error]].copy()
     for name in (p, norm, error):
-        data[name] = pd.to_numeric(data[name], errors="coerce")
-    data = data.replace([np.inf, -np.inf], np.nan).dropna()
+        values = pd.to_numeric(data[name], errors="coerce").replace([np.inf, -np.inf], np.nan)
+        bad = int(values.isna().sum())
+        if bad:
+            raise UserError(
+                f"column '{name}' has {bad} NaN, infinite or non-numeric value(s) in {len(values)} rows; "
+                "leave those rows out (diverged runs? --filter status=ok) before the analysis"
+            )
+        data[name] = values
+    if data[seed].isna().any():
+        raise UserError(f"column '{seed}' has {int(data[seed].isna().sum())} missing value(s); label every run")
     bad_norm = False if norm_is_log else (data[norm] <= 0).any()
     if bad_norm or (data[error] <= 0).any() or (data[p] <= 0).any():
         raise UserError(f"columns {p}, {norm} and {error} must be positive (log scales); found zero or negative values")

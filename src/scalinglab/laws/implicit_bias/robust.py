@@ -252,6 +252,9 @@ def analyse_robust(
         raise UserError(f"band must satisfy 0 <= lo < hi <= 1 (fractions of the error's drop), got {opts.band}")
     if opts.window is not None and not (0 <= opts.window[0] < opts.window[1]):
         raise UserError(f"window must satisfy 0 <= lo < hi (0 and inf leave an end open), got {opts.window}")
+    most = max(len(seeds) for seeds in curves.values())
+    if opts.min_seeds is not None and not 1 <= opts.min_seeds <= most:
+        raise UserError(f"min_seeds {opts.min_seeds}: give 1 to {most}, the most seeds any {p_name} has")
     e = estimate(curves, opts, p_name, frames=True)
     draws, failed = _bootstrap(curves, opts, bootstrap, bootstrap_seed, p_name)
     names = ("gamma1", "gamma2", "gamma_pred", "gamma_meas")

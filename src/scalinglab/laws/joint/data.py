@@ -45,6 +45,7 @@ class JointData:
     y: np.ndarray
     clusters: np.ndarray  # cluster code of each row, 0..n_clusters-1
     n_clusters: int
+    strata: list | None = field(default=None, repr=False)  # cluster indices of each stratum (None: one)
     ranked_starts: np.ndarray | None = field(default=None, repr=False)  # see joint_chinchilla.chinchilla_grid
 
     @property
@@ -80,14 +81,22 @@ def enough(counts: tuple[int, int, int]) -> bool:
     return n_sizes >= 2 and p_sizes >= 2 and configs >= len(PARAMS)
 
 
-def read_joint_data(frame: pd.DataFrame, n: str, p: str, y: str, cluster: str | Sequence[str] | None) -> JointData:
+def read_joint_data(
+    frame: pd.DataFrame, n: str, p: str, y: str, cluster: str | Sequence[str] | None, strata: Sequence[str] = ()
+) -> JointData:
     """The rows of a joint fit; `cluster`: the column(s) whose distinct values (combinations) are the
-    bootstrap's clusters, or None for every row its own."""
+    bootstrap's clusters, or None for every row its own; `strata`: columns within whose values the
+    clusters are resampled (the clusters are then (strata, cluster) combinations)."""
     if not isinstance(frame, pd.DataFrame):
         raise UserError(f"expected a table (pandas DataFrame), got {type(frame).__name__}")
-    cluster_cols = [cluster] if isinstance(cluster, str) else list(cluster or [])
+    strata = list(strata)
+    cluster_cols = list(dict.fromkeys(strata + ([cluster] if isinstance(cluster, str) else list(cluster or []))))
     require_columns(frame, [n, p, y] + cluster_cols, "joint fit")
+    # rows in one canonical order (N, P, y), so that a fit does not depend on the table's row order
+    # to the last bit: the workflow's stage and `scalinglab fit` then give identical numbers
     N, P, Y = (positive_column(frame, c) for c in (n, p, y))
+    order = np.lexsort((Y, P, N))
+    frame, N, P, Y = frame.iloc[order], N[order], P[order], Y[order]
     if not cluster_cols:
         clusters = np.arange(len(frame))
     else:
@@ -103,4 +112,9 @@ def read_joint_data(frame: pd.DataFrame, n: str, p: str, y: str, cluster: str | 
             f"joint fit needs >= 2 distinct '{n}', >= 2 distinct '{p}' and >= 5 ({n}, {p}) configurations; "
             f"got {counts[0]}, {counts[1]} and {counts[2]}; add runs at more sizes"
         )
-    return JointData(N, P, Y, clusters, int(clusters.max()) + 1)
+    members = None
+    if strata:  # each cluster's stratum (clusters are numbered in stratum order)
+        stratum = frame.groupby(strata, sort=True).ngroup().to_numpy()
+        first = pd.Series(stratum).groupby(clusters).first().to_numpy()
+        members = [np.flatnonzero(first == s) for s in np.unique(first)]
+    return JointData(N, P, Y, clusters, int(clusters.max()) + 1, members)

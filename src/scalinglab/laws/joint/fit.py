@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.core.io import json_float
-from scalinglab.laws.cluster_bootstrap import Progress
+from scalinglab.laws.cluster_bootstrap import (
+    MIN_DISTINCT_RESAMPLES,
+    Progress,
+    ci_unavailable,
+    distinct_resamples,
+    draw_clusters,
+)
 from scalinglab.laws.joint.chinchilla import chinchilla_draws, chinchilla_natural, chinchilla_point
 from scalinglab.laws.joint.data import PARAMS, JointData, check_options, design_counts, enough, read_joint_data
 from scalinglab.laws.joint.vpro import EXPONENT_BOUNDS, vpro_draws, vpro_point
@@ -52,6 +58,16 @@ class JointFit:
     extrapolation_error: dict[str, float | None]
     diagnostics: list[str] = field(default_factory=list)
     columns: tuple[str, str, str] = ("N", "P", "L")
+    distinct_resamples: int | None = None  # what the bootstrap could draw (None: no bootstrap)
+
+    def ci_text(self, name: str) -> str:
+        """'[95% CI lo, hi]', or why there is none ('CI n/a: 3 distinct resamples')."""
+        if self.distinct_resamples is not None and self.distinct_resamples < MIN_DISTINCT_RESAMPLES:
+            return ci_unavailable(self.distinct_resamples)
+        lo, hi = self.ci[name]
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return "CI n/a"
+        return f"[{self.confidence:.0%} CI {lo:.5g}, {hi:.5g}]"
 
     @property
     def params(self) -> dict[str, float]:
@@ -69,8 +85,7 @@ class JointFit:
         }
         lines = [f"{y} = E + A*{n}^-alpha + B*{p}^-beta   ({label[self.method]})"]
         for name in PARAMS:
-            lo, hi = self.ci[name]
-            lines.append(f"  {name:<6} {getattr(self, name):<12.5g} [{self.confidence:.0%} CI {lo:.5g}, {hi:.5g}]")
+            lines.append(f"  {name:<6} {getattr(self, name):<12.5g} {self.ci_text(name)}")
         lines.append(
             f"{self.n_points} points, {self.n_configs} configurations, {self.n_clusters} clusters, "
             f"{len(self.draws)}/{self.bootstrap} bootstrap draws"
@@ -102,6 +117,7 @@ class JointFit:
             n_clusters=int(self.n_clusters),
             confidence=float(self.confidence),
             bootstrap={"requested": int(self.bootstrap), "succeeded": int(len(self.draws))},
+            distinct_resamples=self.distinct_resamples,
             columns=list(self.columns),
             diagnostics=list(self.diagnostics),
         )
@@ -123,7 +139,7 @@ def _point_fit(data: JointData, method: str) -> tuple[np.ndarray, list[str]]:
 
 def _bootstrap_weights(data: JointData, draws: int, rng: np.random.Generator) -> np.ndarray:
     """(draws, n) row weights: how many times each row's cluster was drawn."""
-    picks = rng.integers(0, data.n_clusters, size=(draws, data.n_clusters))
+    picks = draw_clusters(rng, draws, data.strata or [np.arange(data.n_clusters)])
     counts = np.zeros((draws, data.n_clusters))
     np.add.at(counts, (np.arange(draws)[:, None], picks), 1.0)
     return counts[:, data.clusters]
@@ -136,7 +152,7 @@ def _bootstrap(data: JointData, method: str, point: np.ndarray, draws: int, seed
     W = _bootstrap_weights(data, draws, np.random.default_rng(seed))
     usable = np.array([enough(design_counts(data.N, data.P, w)) for w in W])
     W, notes = W[usable], []
-    if data.n_clusters < 20:
+    if data.n_clusters < 20 and not data.strata:
         notes.append(f"only {data.n_clusters} clusters to resample: bootstrap CIs are unreliable below about 20")
     if not len(W):
         fitted = np.empty((0, 5))
@@ -217,6 +233,7 @@ def fit_joint(
     seed: int = 0,
     confidence: float = 0.95,
     extrapolation: bool = True,
+    strata: Sequence[str] = (),
 ) -> JointFit:
     """Fit y = E + A·n^-alpha + B·p^-beta to the rows of `frame`.
 
@@ -228,11 +245,25 @@ def fit_joint(
     covered alpha/beta in 93.5%/92%
     of 400 replicates (vpro, 200 draws) and 96%/95% (chinchilla, 50 draws). `extrapolation` adds two
     refits that hold out the largest n and the largest p and score those rows (mean |log error|).
+    `strata`: resample the clusters within each combination of these columns (e.g. N and P, where
+    seeds of different cells share no randomness). Where the bootstrap can draw fewer than
+    MIN_DISTINCT_RESAMPLES distinct resamples, no CI is computed (`ci_text` says why) and `draws` is empty.
     """
     check_options(method, bootstrap, confidence)
-    data = read_joint_data(frame, n, p, y, cluster)
+    data = read_joint_data(frame, n, p, y, cluster, strata)
     params, notes = _point_fit(data, method)
-    draws, bootstrap_notes = _bootstrap(data, method, params, int(bootstrap), seed)
+    members = data.strata or [np.arange(data.n_clusters)]
+    distinct = distinct_resamples(len(m) for m in members) if bootstrap else None
+    if distinct is not None and distinct < MIN_DISTINCT_RESAMPLES:
+        draws, bootstrap_notes = (
+            np.empty((0, 5)),
+            [
+                f"{ci_unavailable(distinct)}: a bootstrap over {data.n_clusters} clusters can draw only {distinct} "
+                "distinct resamples, too few for an interval; add seeds"
+            ],
+        )
+    else:
+        draws, bootstrap_notes = _bootstrap(data, method, params, int(bootstrap), seed)
     tail = 100 * (1 - confidence) / 2
     ci = {name: (math.nan, math.nan) for name in PARAMS}
     if len(draws) >= 2:
@@ -255,4 +286,5 @@ def fit_joint(
         extrapolation_error=extrapolation_error,
         diagnostics=notes,
         columns=(n, p, y),
+        distinct_resamples=distinct,
     )

@@ -1,0 +1,1 @@
+"""What the report opens on: the headline numbers of every experiment, one table (summary.py)."""
