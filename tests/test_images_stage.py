@@ -68,7 +68,7 @@ def test_both_epoch_rules_recover_a_known_slope():
     final = fits[fits["epoch_rule"] == "final"]
     assert (final["n_points"] == len(SIZES) * len(SEEDS)).all()  # one point per run
     assert (fits[fits["epoch_rule"] == "all"]["n_points"] == len(SIZES) * len(SEEDS) * len(EPOCHS)).all()
-    assert (fits["n_clusters"] == len(SEEDS)).all()  # the bootstrap resamples seeds
+    assert (fits["n_clusters"] == len(SIZES) * len(SEEDS)).all()  # the bootstrap resamples each width's seeds
 
 
 def test_diverged_runs_are_left_out_and_named():
@@ -107,7 +107,7 @@ def test_fit_writes_table_json_caption_and_figures(tmp_path):
     assert len(json.loads(out["fits.json"].read_text())) == len(fits)
     text = out["caption.rst"].read_text()
     row = fits[(fits.metric == "val_loss") & (fits.epoch_rule == "final") & (fits["quantile"] == 0.5)].iloc[0]
-    assert f"{row['dim']:.1f} [{row['dim_lo']:.1f}, {row['dim_hi']:.1f}]" in text
+    assert f"{row['dim']:.1f} [{row['dim_lo']:.3g}, {row['dim_hi']:.3g}]" in text
     images_stage.plot_scaling(
         table=table_path, fits=out["fits.parquet"], dataset="synth", P="all", figure=tmp_path / "grid.png"
     )

@@ -133,3 +133,19 @@ def test_compiled_step_equals_eager_step(teacher_data):
         x, y = xs[step].expand(2, -1, -1).contiguous(), ys[step].expand(2, -1).contiguous()
         np.testing.assert_allclose(compiled.step(x, y, lr), eager.step(x, y, lr), rtol=1e-4)
     np.testing.assert_allclose(compiled.ens.flat, eager.ens.flat, rtol=1e-4, atol=1e-6)
+
+
+def test_a_stream_longer_than_the_pool_reshuffles_each_pass():
+    """P = inf with steps x batch > pool size: every member sees every point once per pass, and each
+    pass after the first in a new order (never the first pass's batches again)."""
+    from scalinglab.teacher_student.training import BatchSource
+
+    x = torch.arange(10.0).reshape(10, 1)
+    source = BatchSource(x, x.clone(), E=2, mode="stream", seed=3)
+    seen = torch.cat([source.next(3)[0][..., 0] for _ in range(10)], 1)  # 30 samples: 3 passes
+    for member in seen:
+        passes = [member[10 * k : 10 * (k + 1)].tolist() for k in range(3)]
+        assert all(sorted(p) == list(range(10)) for p in passes)
+        assert passes[1] != passes[0] and passes[2] != passes[1] and passes[2] != passes[0]
+    again = BatchSource(x, x.clone(), E=2, mode="stream", seed=3)
+    assert torch.equal(torch.cat([again.next(3)[0][..., 0] for _ in range(10)], 1), seen)  # seeded

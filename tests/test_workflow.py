@@ -76,7 +76,7 @@ def test_image_stage_trains_fits_and_plots(finished_run):
     med = fits[(fits.metric == "val_loss") & (fits.epoch_rule == "final") & (fits["quantile"] == 0.5)].iloc[0]
     assert med["slope"] < 0  # wider nets reach lower validation loss, even after 2 epochs
     caption = (finished_run / "results/report/images_fits.rst").read_text()
-    assert f"{med['dim']:.1f} [{med['dim_lo']:.1f}, {med['dim_hi']:.1f}]" in caption and "MLE(k=20)" in caption
+    assert f"{med['dim']:.1f} [{med['dim_lo']:.3g}, {med['dim_hi']:.3g}]" in caption and "MLE(k=20)" in caption
     for png in ("dataset~digits/P~all/scaling.png", "dim_vs_dhat.png"):
         assert (finished_run / "results/figures/images" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dims = pd.read_parquet(finished_run / "results/tables/dimension.parquet")

@@ -261,7 +261,7 @@ def notes(config: dict) -> list[str]:
     return [
         f"note: teacher_student: with P = inf each student of d = {', '.join(map(str, over))} sees up to {most:,} "
         f"samples, drawn from a pool of pool_size = {ts['pool_size']:,} points ({most / ts['pool_size']:.1f} passes "
-        f"over it, in the same order): raise teacher_student.pool_size to {most:,} for fresh samples every step"
+        f"over it, each pass in a new order): raise teacher_student.pool_size to {most:,} for fresh samples every step"
     ]
 
 

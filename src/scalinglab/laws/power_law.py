@@ -276,12 +276,13 @@ def fit_power_law(
         )
     elif expect_sign is None and slope > 0:
         diagnostics.append(
-            f"slope is positive ({slope:.3g}): {y} grows with {x}; d = 4/|slope| is meant for a loss that falls"
+            f"slope is positive ({slope:.3g}): {y} grows with {x}; 4/alpha reads a dimension only from a "
+            "loss that falls"
         )
     if all(map(math.isfinite, ci)) and ci[0] <= 0.0 <= ci[1]:
         diagnostics.append(
             f"the slope's CI [{ci[0]:.3g}, {ci[1]:.3g}] includes 0: no clear dependence on {x}, "
-            "so d = 4/|slope| is not bounded above"
+            "so 4/alpha is not bounded above"
         )
 
     return PowerLawFit(
@@ -401,6 +402,24 @@ def _python_scalar(value):
 DIAGNOSTICS_SEPARATOR = " | "
 
 
+def collapse_diagnostics(labelled: Sequence[tuple[str, str]], total: int) -> list[str]:
+    """One line per kind of diagnostic over many fits: `labelled` holds (fit label, its joined
+    diagnostics). Notes that differ only in their numbers are one kind; its line quotes the first
+    example whole and counts the fits ('in 19 of 24 fits, e.g. digits val_loss final q=0.5: ...')."""
+    import re
+
+    kinds: dict[str, list[tuple[str, str]]] = {}
+    for label, joined in labelled:
+        for note in filter(None, str(joined).split(DIAGNOSTICS_SEPARATOR)):
+            kinds.setdefault(re.sub(r"[-+]?\d[\d.,e+-]*", "#", note), []).append((label, note))
+    lines = []
+    for examples in kinds.values():
+        label, note = examples[0]
+        scope = "every fit" if len(examples) == total else f"{len(examples)} of {total} fits"
+        lines.append(f"{note} ({scope}{'' if len(examples) in (1, total) else ', e.g. ' + label})")
+    return lines
+
+
 def fits_to_frame(results: Sequence[tuple[dict, PowerLawFit]]) -> pd.DataFrame:
     """One row per group: the group columns, then the fit's numbers."""
     rows = []
@@ -420,7 +439,7 @@ def fits_to_frame(results: Sequence[tuple[dict, PowerLawFit]]) -> pd.DataFrame:
                 "n_points": fit.n_points,
                 "n_sizes": fit.n_sizes,
                 "n_clusters": fit.n_clusters,
-                "distinct_resamples": math.nan if fit.distinct_resamples is None else fit.distinct_resamples,
+                "distinct_resamples": math.nan if fit.distinct_resamples is None else float(fit.distinct_resamples),
                 "method": fit.method,
                 "quantile": math.nan if fit.quantile is None else fit.quantile,
                 "diagnostics": DIAGNOSTICS_SEPARATOR.join(fit.diagnostics),

@@ -11,7 +11,7 @@ from scalinglab.core.divergence import describe, mark_diverged
 from scalinglab.core.errors import UserError
 from scalinglab.core.rst import simple_table
 from scalinglab.dimension.table import reference_estimates
-from scalinglab.laws.power_law import DIAGNOSTICS_SEPARATOR, fit_groups, fits_to_frame
+from scalinglab.laws.power_law import DIAGNOSTICS_SEPARATOR, collapse_diagnostics, fit_groups, fits_to_frame
 
 CELL = ["d", "P", "width", "seed"]
 
@@ -93,18 +93,14 @@ def fits_caption(fits: pd.DataFrame) -> str:
             f"{p_text:<5}  {d:<8}  {row['manifold_dim']:<8}  {ols_text:<21}  {q_text:<21}  {row['dim_rel_error']:+.0%}"
         )
     lines.append(lines[4])
-    # each distinct diagnostic once, with the fits it concerns
-    where: dict[str, list[str]] = {}
-    for row in fits.itertuples():
-        for note in filter(None, str(row.diagnostics).split(DIAGNOSTICS_SEPARATOR)):
-            if note:
-                label = f"d={row.d} {row.method}" + ("" if math.isinf(row.P) else f" P={int(row.P)}")
-                where.setdefault(note, []).append(label)
-    if where:
-        lines += ["", "Diagnostics:", ""]
-        for note, labels in where.items():
-            scope = "every fit" if len(labels) == len(fits) else ", ".join(labels)
-            lines.append(f"- {note} ({scope})")
+    # each kind of diagnostic once, with how many fits it concerns
+    labelled = [
+        (f"d={r.d} {r.method}" + ("" if math.isinf(r.P) else f" P={int(r.P)}"), r.diagnostics)
+        for r in fits.itertuples()
+    ]
+    notes = collapse_diagnostics(labelled, len(fits))
+    if notes:
+        lines += ["", "Diagnostics:", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
 

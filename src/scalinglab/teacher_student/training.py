@@ -221,20 +221,39 @@ class BatchSource:
 
     mode "sample": each member draws its own batch uniformly with replacement (a fixed training set of P).
     mode "stream": each member walks the pool from its own random offset, so no point repeats for a
-    member until it has seen the whole pool (fresh samples every step, P = inf).
+    member until it has seen the whole pool (fresh samples every step, P = inf, while steps x batch
+    <= pool size). A longer run passes over the pool again, each pass in a new seeded order: a member
+    then sees every point once per pass, never the same batches twice (the first pass reads the pool
+    in its stored order, which is already random).
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, E: int, mode: str, seed: int):
-        self.x, self.y, self.E, self.mode = x, y, E, mode
+        self.x, self.y, self.E, self.mode, self.seed = x, y, E, mode, int(seed)
         self.gen = torch.Generator(device=x.device).manual_seed(seed)
         self.position = 0
         size = x.shape[0]
         self.offsets = torch.randint(size, (E, 1), generator=self.gen, device=x.device)
+        self._orders: dict[int, torch.Tensor] = {}
+
+    def order(self, k: int) -> torch.Tensor:
+        """The pool's order on pass k (k >= 1), derived from the seed and k alone (a resumed run
+        rebuilds it); the two passes a batch can straddle are kept."""
+        if k not in self._orders:
+            gen = torch.Generator(device="cpu").manual_seed((self.seed + k * 0x9E3779B97F4A7C15) % 2**63)
+            self._orders = {j: o for j, o in self._orders.items() if j >= k - 1}
+            self._orders[k] = torch.randperm(self.x.shape[0], generator=gen).to(self.x.device)
+        return self._orders[k]
 
     def next(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.x.shape[0]
         if self.mode == "stream":
+            first, last = self.position // size, (self.position + batch - 1) // size
             idx = (self.offsets + self.position + torch.arange(batch, device=self.x.device)) % size
+            if last > 0:  # a pass after the first: the pass's own order
+                on = (self.position + torch.arange(batch, device=self.x.device)) // size
+                late = self.order(last)[idx]
+                early = idx if first == 0 else self.order(first)[idx]
+                idx = torch.where(on == last, late, early)
             self.position += batch
         else:
             idx = torch.randint(size, (self.E, batch), generator=self.gen, device=self.x.device)
