@@ -122,18 +122,19 @@ def test_damaged_data_file_is_named(tmp_path):
     stage.make_dataset(teacher=teacher, n_points=10, stream=["test", 0], points=test)
     truncate(test, 10**9)
     with pytest.raises(UserError) as info:
-        stage._train_bundle_on(
-            torch.device("cpu"),
-            train,
-            test,
+        stage.train_bundle(
+            train=train,
+            test=test,
+            cells=[tmp_path / "seed~0.parquet"],
             d=2,
             width=4,
             P="inf",
             seeds=[0],
             schedule=SCHED,
             n_evals=2,
+            device="cpu",
             compile=False,
-            out_paths=[tmp_path / "seed~0.parquet"],
+            threads=1,
             checkpoint=None,
             checkpoint_every_s=60,
         )

@@ -444,6 +444,7 @@ def test_checkpoint_minutes_0_still_reads_the_checkpoint_left_behind(finished, t
         saver.save({"step": 5})
     config = small_config()
     config["engine"] = {"checkpoint_minutes": 0}
+    config["teacher_student"]["pack"] = "width"  # one bundle per job: the checkpoint above is this job's
     cell = "results/runs/teacher_student/d~2/P~inf/width~4/seed~0.parquet"
     snakemake(workdir, "--cores", "1", cell, "--forcerun", cell, config=config)
     log = (workdir / "results/logs/train_teacher_student/d~2/P~inf/width~4.log").read_text()

@@ -20,7 +20,9 @@ def small_config() -> dict:
     """The tiny config's teacher/student, dimension and perceptron stages, smaller; every other stage off
     (found from the schema, so a stage added later does not slip in)."""
     config = tiny_config()
-    config["teacher_student"].update(widths=[4, 8])
+    # one bundle per training job (pack: width), the grain the README's table describes first;
+    # test_a_change_of_grain_reruns_what_the_readme_says covers the others
+    config["teacher_student"].update(widths=[4, 8], pack="width")
     schema = yaml.safe_load((REPO / "src" / "scalinglab" / "core" / "schema.yaml").read_text())
     for section, spec in schema["properties"].items():
         if "enabled" in spec.get("properties", {}) and section not in ("teacher_student", "dimension", "perceptron"):
@@ -195,3 +197,23 @@ def test_a_damaged_cell_is_refused_and_nothing_is_lost(finished_run, tmp_path):
     cell.unlink()
     trained = plan(workdir)
     assert sorted(rule for rule, _ in trained) == sorted(["train_teacher_student", *TS_ANALYSIS, "all"])
+
+
+@pytest.mark.parametrize(
+    "pack, expected",
+    [
+        ("width", [{"d": "2", "P": "inf", "width": "6"}, {"d": "3", "P": "inf", "width": "6"}]),  # the new bundles
+        ("d", [{"d": "2", "P": "inf"}, {"d": "3", "P": "inf"}]),  # every width of each d again
+        ("all", [{"P": "inf"}]),  # every d and width of the P again
+    ],
+)
+def test_a_new_width_reruns_what_each_grain_says(tmp_path, pack, expected):
+    """The README's grain table: after a run at this grain, a new width reruns these training jobs."""
+    config = small_config()
+    config["teacher_student"]["pack"] = pack
+    config["perceptron"]["enabled"] = False
+    config["dimension"]["enabled"] = False
+    snakemake(tmp_path, "--cores", "2", config=config)
+    config["teacher_student"]["widths"] = [4, 6, 8]
+    trained = [wc for rule, wc in planned_jobs(tmp_path, config) if rule == "train_teacher_student"]
+    assert sorted(trained, key=lambda wc: sorted(wc.items())) == expected

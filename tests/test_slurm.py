@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slurm
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 KIT = REPO / "tests" / "slurm"
 
-# the teacher/student part only: 8 jobs in 6 waves (teacher, data, training, aggregate, fit, plot)
+# the teacher/student part only: 7 jobs in 6 waves (teacher, data, training (one packed job, pack: all),
+# aggregate, fit, plot)
 CONFIG = {
     "device": "cpu",
     "teacher_student": {
@@ -148,7 +149,7 @@ def test_every_job_runs_as_a_slurm_job(slurm_run):
             "fit_teacher_student",
             "plot_teacher_student",
         ]
-        + ["train_teacher_student"] * 2
+        + ["train_teacher_student"]
     )
     # finished jobs stay visible for MinJobAge = 300 s: the training jobs were given a GPU
     for jobid, rule in submitted:
@@ -173,5 +174,5 @@ def test_every_output_is_written_and_valid(slurm_run):
     assert len(json.loads((workdir / "results/fits/teacher_student.json").read_text())) == len(fits)
     for target in TARGETS[1:]:
         assert (workdir / target).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for name in ("teacher/d~2.log", "train_teacher_student/d~2/P~inf/width~4.log"):
+    for name in ("teacher/d~2.log", "train_teacher_student/P~inf.log"):
         assert (workdir / "results/logs" / name).exists()

@@ -137,13 +137,14 @@ def test_nothing_to_do_after_a_run(finished_run):
     assert [rule for rule, _ in planned_jobs(finished_run)] == []
 
 
-def test_a_per_d_schedule_reruns_only_that_ds_bundles(finished_run):
+def test_a_per_d_schedule_reruns_the_job_that_holds_that_d(finished_run):
     config = tiny_config()
     sched = dict(config["teacher_student"]["schedule"], steps=80)
     config["teacher_student"]["schedule_by_d"] = {3: sched}
     jobs = planned_jobs(finished_run, config)
-    trained = sorted((wc["d"], int(wc["width"])) for rule, wc in jobs if rule == "train_teacher_student")
-    assert trained == [("3", w) for w in sorted(config["teacher_student"]["widths"])]
+    # the default grain (pack: all) trains every d and width of a P in one job: that job reruns
+    trained = [wc for rule, wc in jobs if rule == "train_teacher_student"]
+    assert trained == [{"P": "inf"}]
     assert {rule for rule, _ in jobs} == {
         "train_teacher_student",
         "aggregate_teacher_student",
@@ -172,12 +173,12 @@ def test_a_dimension_setting_reruns_the_estimates_not_the_training(finished_run)
     }  # images: refit, no retraining
 
 
-def test_a_new_width_trains_only_its_bundles(finished_run):
+def test_a_new_width_reruns_the_job_it_joins(finished_run):
     config = tiny_config()
     config["teacher_student"]["widths"] = config["teacher_student"]["widths"] + [5]
     jobs = planned_jobs(finished_run, config)
-    trained = sorted((wc["d"], wc["width"]) for rule, wc in jobs if rule == "train_teacher_student")
-    assert trained == [(str(d), "5") for d in config["teacher_student"]["d"]]
+    trained = [wc for rule, wc in jobs if rule == "train_teacher_student"]
+    assert trained == [{"P": "inf"}]  # pack: all (the default): the P's job, with the new width in it
     assert "teacher" not in {rule for rule, _ in jobs}
 
 

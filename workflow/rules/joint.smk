@@ -19,18 +19,28 @@ STAGE_TARGETS["joint"] = (
 )
 
 
+JOINT_JOB = ts_grid.job_path(JOINT["pack"])
+
+
 use rule train_teacher_student as train_joint with:
+    input:
+        train=lambda wc: [f"resources/teacher_student/data/d~{JOINT['d']}/train_P~{wc.P}.pt"],
+        test=[f"resources/teacher_student/data/d~{JOINT['d']}/test.pt"],
     output:
-        cells=joint_grid.cells(JOINT, "{d}", "{P}", "{width}"),
+        cells=ts_grid.job_cells(
+            JOINT, [JOINT["d"]], lambda d, P, w: joint_grid.cells(JOINT, d, P, w), "{d}", "{P}", "{width}"
+        ),
     params:
+        bundles=lambda wc: ts_grid.job_bundles(JOINT, [JOINT["d"]], wc.get("d"), wc.get("width")),
         seeds=JOINT["seeds"],
-        schedule=lambda wc: joint_grid.schedule(JOINT, wc.P),
+        schedules=lambda wc: {JOINT["d"]: joint_grid.schedule(JOINT, wc.P)},
         n_evals=JOINT["n_evals"],
-        checkpoint=lambda wc: f"results/checkpoints/joint/d~{wc.d}/P~{wc.P}/width~{wc.width}.pt",
+        checkpoint=lambda wc: f"results/checkpoints/joint/{JOINT_JOB.format(**wc)}.pt",
+    threads: config["engine"]["threads"] if JOINT["pack"] == "width" else len(JOINT["widths"])
     log:
-        "results/logs/train_joint/d~{d}/P~{P}/width~{width}.log",
+        f"results/logs/train_joint/{JOINT_JOB}.log",
     benchmark:
-        "results/benchmarks/train_joint/d~{d}/P~{P}/width~{width}.tsv"
+        f"results/benchmarks/train_joint/{JOINT_JOB}.tsv"
 
 
 rule aggregate_joint:

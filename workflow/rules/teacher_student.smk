@@ -63,30 +63,45 @@ use rule teacher_train_data as teacher_test_data with:
         "results/logs/teacher_data/d~{d}/test.log",
 
 
+# A training job's grain (teacher_student.pack): one bundle, every width of one (d, P), or every d and
+# width of one P; its wildcards are those its grain names. A packed job runs its width groups in as
+# many processes as it gets threads (one per width group, capped by --cores; one bundle: engine.threads).
+TS_JOB = ts_grid.job_path(TS["pack"])
+TS_THREADS = config["engine"]["threads"] if TS["pack"] == "width" else len(TS["widths"])  # Snakemake caps it at --cores
+
+
 rule train_teacher_student:
-    """Students [w, n, n, 1] of every seed for one (d, P, n); one Parquet per seed (cell)."""
+    """Students [w, n, n, 1] of every seed of the job's bundles, one ensemble per width group; one
+    Parquet per seed (cell)."""
     input:
-        train="resources/teacher_student/data/d~{d}/train_P~{P}.pt",
-        test="resources/teacher_student/data/d~{d}/test.pt",
+        train=lambda wc: [
+            f"resources/teacher_student/data/d~{d}/train_P~{wc.P}.pt"
+            for d in dict.fromkeys(d for d, _ in ts_grid.job_bundles(TS, TS["d"], wc.get("d"), wc.get("width")))
+        ],
+        test=lambda wc: [
+            f"resources/teacher_student/data/d~{d}/test.pt"
+            for d in dict.fromkeys(d for d, _ in ts_grid.job_bundles(TS, TS["d"], wc.get("d"), wc.get("width")))
+        ],
     output:
-        cells=ts_grid.cells(TS, "{d}", "{P}", "{width}"),
+        cells=ts_grid.job_cells(TS, TS["d"], lambda d, P, w: ts_grid.cells(TS, d, P, w), "{d}", "{P}", "{width}"),
     params:
-        d=lambda wc: int(wc.d),
-        width=lambda wc: int(wc.width),
+        bundles=lambda wc: ts_grid.job_bundles(TS, TS["d"], wc.get("d"), wc.get("width")),
         P=lambda wc: wc.P,
         seeds=TS["seeds"],
-        schedule=lambda wc: ts_grid.schedule(TS, wc.d),
+        schedules=lambda wc: {
+            d: ts_grid.schedule(TS, d) for d, _ in ts_grid.job_bundles(TS, TS["d"], wc.get("d"), wc.get("width"))
+        },
         n_evals=TS["n_evals"],
         device=config["device"],
         compile=config["engine"]["compile"],
-        checkpoint=lambda wc: f"results/checkpoints/teacher_student/d~{wc.d}/P~{wc.P}/width~{wc.width}.pt",
-    threads: config["engine"]["threads"]
+        checkpoint=lambda wc: f"results/checkpoints/teacher_student/{TS_JOB.format(**wc)}.pt",
+    threads: TS_THREADS
     resources:
         **training_resources(mem_mb=2000, runtime=60),
     log:
-        "results/logs/train_teacher_student/d~{d}/P~{P}/width~{width}.log",
+        f"results/logs/train_teacher_student/{TS_JOB}.log",
     benchmark:
-        "results/benchmarks/train_teacher_student/d~{d}/P~{P}/width~{width}.tsv"
+        f"results/benchmarks/train_teacher_student/{TS_JOB}.tsv"
     conda:
         "../../envs/scalinglab.yaml"
     script:

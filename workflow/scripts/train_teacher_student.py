@@ -1,4 +1,4 @@
 from scalinglab.core.scripting import checkpoint_settings, run
-from scalinglab.teacher_student.stage import train_bundle
+from scalinglab.teacher_student.packing import train_pack
 
-run(snakemake, train_bundle, threads=snakemake.threads, **checkpoint_settings(snakemake))
+run(snakemake, train_pack, threads=snakemake.threads, **checkpoint_settings(snakemake))

@@ -146,6 +146,7 @@ def analyse_pair(
     reached by training), the JSON says why (`status`, `message`) instead of failing the workflow,
     and the figures show the raw curves or the reason.
     """
+    from scalinglab.core.plotting import model_label
     from scalinglab.laws.implicit_bias import figures as implicit_bias_figures
     from scalinglab.laws.implicit_bias.analysis import analyse, authors_cross_check
 
@@ -169,6 +170,7 @@ def analyse_pair(
         "diverged_runs": len(bad),
         "reproduce": DEEP_NETS_CLI.format(model=model, dataset=dataset, error=error),
     }
+    subject = f"{model_label(model)} on {dataset}"
     try:
         if ok.empty:
             raise UserError(
@@ -179,16 +181,17 @@ def analyse_pair(
     except UserError as exc:
         summary.update({k: math.nan for k in GAMMA_KEYS}, status="unresolved", message=str(exc))
         print(f"note: {model} on {dataset}: the laws could not be measured: {exc}", file=sys.stderr)
-        raw_curves(ok if not ok.empty else frame, error, curves)
+        raw_curves(ok if not ok.empty else frame, error, curves, subject=subject)
         for path in (collapse, learning):
             message_figure(f"{model} on {dataset}: not measured\n{exc}", path)
     else:
         summary.update(result.to_dict(), status="ok", message="")
         implicit_bias_figures.error_vs_norm(
-            result.curves, curves, xlabel="spectral complexity R", ylabel=error.replace("_", " ")
+            result.curves, curves, xlabel="spectral complexity R", ylabel=error.replace("_", " "), subject=subject
         )
-        implicit_bias_figures.collapse(result.collapse, result.window, collapse)
-        implicit_bias_figures.learning_curve(result, learning)
+        band = result.details.get("gamma1_band")
+        implicit_bias_figures.collapse(result.collapse, result.window, collapse, band=band, subject=subject)
+        implicit_bias_figures.learning_curve(result, learning, subject=subject)
         print(result.summary())
     if not ok.empty:
         summary["authors"] = authors_cross_check(ok, window=window, upper_fraction=upper_fraction, **columns)

@@ -94,9 +94,13 @@ def analyse_and_plot(*, sweeps: list, fits_json, caption, curves, collapse, lear
     summary["alphas"] = sorted(float(a) for a in frame["alpha"].unique())
     summary["unconverged"] = int((~frame["converged"]).sum())
     write_text(fits_json, json.dumps(summary, indent=1, default=float))
-    implicit_bias_figures.error_vs_norm(result.curves, curves, xlabel="norm λ = |w|²/N", ylabel="ε / ε(λ=0)")
-    implicit_bias_figures.collapse(result.collapse, result.window, collapse)
-    implicit_bias_figures.learning_curve(result, learning)
+    subject = f"perceptron, N = {summary['N']}"
+    implicit_bias_figures.error_vs_norm(
+        result.curves, curves, xlabel="norm λ = |w|²/N", ylabel="ε / ε(λ=0)", subject=subject
+    )
+    band = result.details.get("gamma1_band")
+    implicit_bias_figures.collapse(result.collapse, result.window, collapse, band=band, subject=subject)
+    implicit_bias_figures.learning_curve(result, learning, subject=subject)
     text = _caption(summary, frame)
     write_text(caption, text)
     print(text)

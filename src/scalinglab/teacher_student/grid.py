@@ -20,6 +20,30 @@ def all_cells(ts: dict) -> list[str]:
     return [cell for d in ts["d"] for P in train_sizes(ts) for width in ts["widths"] for cell in cells(ts, d, P, width)]
 
 
+def job_path(pack: str) -> str:
+    """A training job's part of a path (logs, benchmarks, checkpoints), by the config's grain `pack`:
+    its wildcards are exactly the job's."""
+    return {"width": "d~{d}/P~{P}/width~{width}", "d": "d~{d}/P~{P}", "all": "P~{P}"}[pack]
+
+
+def job_bundles(section: dict, ds: list, d, width) -> list[list]:
+    """The bundles [d, width] of one job, d and width its wildcards where the grain has them
+    (`ds`: every d of the grid)."""
+    pack = section["pack"]
+    ds = [int(d)] if pack in ("width", "d") else [int(x) for x in ds]
+    widths = [int(width)] if pack == "width" else section["widths"]
+    return [[x, w] for x in ds for w in widths]
+
+
+def job_cells(section: dict, ds: list, cells_of, d, P, width) -> list[str]:
+    """The output cells of one job, bundle by bundle (`cells_of(d, P, width)`: a bundle's cells);
+    d, P and width may be wildcard patterns ("{d}"), those the grain does not name are expanded."""
+    pack = section["pack"]
+    job_ds = [d] if pack in ("width", "d") else ds
+    widths = [width] if pack == "width" else section["widths"]
+    return [cell for x in job_ds for w in widths for cell in cells_of(x, P, w)]
+
+
 def schedule(ts: dict, d) -> dict:
     """The training schedule for teacher dimension d: a per-d override, else the default."""
     return canonical(ts["schedule_by_d"].get(int(d), ts["schedule"]))

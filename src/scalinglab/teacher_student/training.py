@@ -207,13 +207,18 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-        """Per-member test MSE (E,) on a shared test set x (M, w), y (M,), chunked to bound memory."""
+        """Per-member test MSE (E,) on a shared test set x (M, w), y (M,), or on one test set per
+        member, x (E, M, w), y (E, M); chunked to bound memory."""
         total = torch.zeros(self.ens.E, dtype=torch.float64, device=x.device)
-        for start in range(0, x.shape[0], chunk):
-            xb = x[start : start + chunk].expand(self.ens.E, -1, -1)
-            err = forward(self.p_views, xb) - y[start : start + chunk]
+        size = x.shape[-2]
+        for start in range(0, size, chunk):
+            if x.dim() == 3:
+                xb, yb = x[:, start : start + chunk], y[:, start : start + chunk]
+            else:
+                xb, yb = x[start : start + chunk].expand(self.ens.E, -1, -1), y[start : start + chunk]
+            err = forward(self.p_views, xb) - yb
             total += err.double().square().sum(1)
-        return total / x.shape[0]
+        return total / size
 
 
 class BatchSource:
@@ -260,33 +265,79 @@ class BatchSource:
         return self.x[idx], self.y[idx]
 
 
+class Sources:
+    """The batches of a packed ensemble: consecutive members belong to bundles (a teacher dimension,
+    say) that each stream their own data with their own BatchSource, exactly as if trained alone."""
+
+    def __init__(self, sources: list[BatchSource]):
+        self.sources = sources
+
+    def next(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(self.sources) == 1:
+            return self.sources[0].next(batch)
+        parts = [source.next(batch) for source in self.sources]
+        return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+    def state(self) -> dict:
+        return {
+            "generator": [s.gen.get_state() for s in self.sources],
+            "position": [s.position for s in self.sources],
+            "offsets": [s.offsets.cpu() for s in self.sources],
+        }
+
+    def load(self, state: dict) -> None:
+        saved = zip(self.sources, state["generator"], state["position"], state["offsets"])
+        for source, gen, position, offsets in saved:
+            source.gen.set_state(gen)
+            source.position, source.offsets = position, offsets.to(source.x.device)
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def train(
     ens: MLPEnsemble,
     schedule: Schedule,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    test_x: torch.Tensor,
-    test_y: torch.Tensor,
+    train_x,
+    train_y,
+    test_x,
+    test_y,
     mode: str,
-    data_seed: int,
+    data_seed,
     n_evals: int = 30,
     compile: bool = False,
     label: str | None = None,
     checkpoint=None,
     checkpoint_every_s: float = 300.0,
+    members: list[int] | None = None,
 ) -> dict:
     """Train the ensemble; return per-member logs at log-spaced steps as numpy arrays.
 
     Logs: step, samples (seen per member), lr, train_loss (mean batch MSE since the previous log),
     test_loss (MSE on the test set); each an array of shape (n_logs,) or (n_logs, E).
+    A packed ensemble (members from several bundles, e.g. one width of every teacher dimension)
+    gives train_x, train_y, test_x, test_y and data_seed as lists, one per bundle, and `members`,
+    how many consecutive members each bundle holds; each bundle gets exactly the batches it would
+    get trained alone.
     label: name the run in progress lines on stderr (rate and ETA, core/progress.py); None: silent.
     checkpoint: a file path; the run's whole state is saved there every `checkpoint_every_s`
-    seconds, and a run started with a checkpoint of the very same run (same inputs) resumes from it
-    with bit-identical results. The caller removes the file once its outputs are written.
+    seconds (and, when that is finite, once more at the end), and a run started with a checkpoint
+    of the very same run (same inputs) resumes from it with bit-identical results. The caller removes
+    the file once its outputs are written.
     """
     device = ens.flat.device
     trainer = Trainer(ens, compile=compile)
-    source = BatchSource(train_x, train_y, ens.E, mode, data_seed)
+    train_x, train_y, test_x, test_y, seeds = map(_as_list, (train_x, train_y, test_x, test_y, data_seed))
+    members = list(members) if members is not None else [ens.E]
+    if not (len(train_x) == len(test_x) == len(seeds) == len(members)) or sum(members) != ens.E:
+        raise ValueError(f"one data set and seed per bundle, and members {members} summing to E = {ens.E}")
+    source = Sources([BatchSource(tx, ty, m, mode, seed) for tx, ty, m, seed in zip(train_x, train_y, members, seeds)])
+    if len(members) == 1:
+        eval_x, eval_y = test_x[0], test_y[0]
+    else:  # each member's own test set: (E, M, w), (E, M)
+        eval_x = torch.cat([tx.expand(m, -1, -1) for tx, m in zip(test_x, members)])
+        eval_y = torch.cat([ty.expand(m, -1) for ty, m in zip(test_y, members)])
     lrs = torch.tensor(schedule.lr_per_step(), dtype=ens.flat.dtype, device=device)
     batches = schedule.batch_per_step()
     total = schedule.total_steps
@@ -295,19 +346,21 @@ def train(
         checkpoint,
         checkpoint_every_s,
         key=fingerprint(
+            "sources-v2",  # checkpoints of the single-source format are not resumed
             ens.E,
             ens.w,
             ens.n,
             mode,
-            data_seed,
+            seeds,
+            members,
             n_evals,
             compile,
             lrs,
             np.asarray(batches),
-            train_x,
-            train_y,
-            test_x,
-            test_y,
+            *train_x,
+            *train_y,
+            *test_x,
+            *test_y,
             ens.flat,
         )
         if checkpoint
@@ -325,7 +378,7 @@ def train(
             logs["samples"].append(samples)
             logs["lr"].append(float(lrs[min(step, total - 1)]) if total else 0.0)
             logs["train_loss"].append((running / count).cpu().numpy() if count else np.full(ens.E, np.nan))
-            logs["test_loss"].append(trainer.evaluate(test_x, test_y).cpu().numpy())
+            logs["test_loss"].append(trainer.evaluate(eval_x, eval_y).cpu().numpy())
             running = torch.zeros_like(running)
             count = 0
 
@@ -336,9 +389,7 @@ def train(
                 "exp_avg": trainer.exp_avg.cpu(),
                 "exp_avg_sq": trainer.exp_avg_sq.cpu(),
                 "step_count": trainer.step_count.cpu(),
-                "generator": source.gen.get_state(),
-                "position": source.position,
-                "offsets": source.offsets.cpu(),
+                **source.state(),
                 "logs": logs,
                 "running": running.cpu(),
                 "count": count,
@@ -354,8 +405,7 @@ def train(
             ens.flat.copy_(saved["flat"])  # in place: the trainer's views stay valid
             for name in ("exp_avg", "exp_avg_sq", "step_count"):
                 getattr(trainer, name).copy_(saved[name])
-            source.gen.set_state(saved["generator"])
-            source.position, source.offsets = saved["position"], saved["offsets"].to(device)
+            source.load(saved)
             logs, running = saved["logs"], saved["running"].to(device)
             count, samples, next_eval = saved["count"], saved["samples"], saved["next_eval"]
             first_step, earlier_seconds = saved["step"], saved["seconds"]
@@ -376,6 +426,8 @@ def train(
             if saver.due(step + 1) and step + 1 < total:
                 saver.save(state(step + 1))
             watch.update(step + 1, note)
+        if saver.path is not None and first_step < total and math.isfinite(checkpoint_every_s):
+            saver.save(state(total))  # the finished run: a packed job killed later resumes it at once
         watch.finish(note)
         logs = {k: np.asarray(v) for k, v in logs.items()}
         logs["seconds"] = earlier_seconds + time.perf_counter() - started

@@ -1,0 +1,223 @@
+"""Packed training jobs: one job trains many bundles (a bundle: the seeds of one (d, P, width)), so a
+process that costs seconds to start (Python, torch, the data) does minutes of work, not one.
+
+Bundles of one width and schedule share the student's shape [w, n, n, 1] whatever their d, so they
+train as one ensemble (a *group*), each member streaming its own d's points with its own batch
+generator: a packed cell gets exactly the batches, init and arithmetic of the same cell trained
+alone (tests/test_packing.py checks the numbers bit for bit). On a CPU, a job with several threads
+runs its groups in that many single-thread worker processes, largest first, each worker taking the
+next group when it is free (a greedy balance); on CUDA the groups run one after another.
+
+A group saves its state to its own checkpoint (`<job checkpoint>.width~<n>[.s<k>].pt`), also once
+it is finished, so a job killed after some groups resumes the rest and rewrites the finished ones'
+cells at once; the job removes them all when every cell is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scalinglab.core.checkpoint import discard
+from scalinglab.core.config import format_train_size, parse_train_size
+from scalinglab.core.devices import device_for_job, pick_device
+from scalinglab.core.divergence import series_diverged
+from scalinglab.core.io import write_parquet
+from scalinglab.core.provenance import provenance
+from scalinglab.core.seeding import derive_seed
+from scalinglab.teacher_student.schedules import Schedule
+from scalinglab.teacher_student.teacher import load_tensors
+from scalinglab.teacher_student.training import MLPEnsemble, student_param_count, train
+
+EXPERIMENT = "teacher_student"
+
+
+@dataclass
+class Group:
+    """Bundles (d, width, their cells) of one width and schedule: one ensemble."""
+
+    width: int
+    schedule: dict
+    bundles: list  # [(d, cells)] in the job's order
+    checkpoint: str | None = None
+
+    def cost(self, seeds: int, w: int) -> float:
+        """Student FLOPs of the group (6 N per sample), the measure the workers are balanced by."""
+        return (
+            6.0
+            * student_param_count(self.width, w)
+            * seeds
+            * len(self.bundles)
+            * Schedule.from_config(self.schedule).samples_seen()
+        )
+
+
+def plan_groups(bundles: list, cells: list, seeds: list, schedules: dict, checkpoint=None) -> list[Group]:
+    """The job's groups: `bundles` [[d, width], ...] with their cells (seeds in order) in `cells`,
+    grouped by (width, schedule of its d), in the order the bundles first appear."""
+    if len(cells) != len(bundles) * len(seeds):
+        raise ValueError("one cell per bundle and seed, bundle by bundle")
+    groups: dict[tuple, Group] = {}
+    for i, (d, width) in enumerate(bundles):
+        schedule = schedules[int(d)] if int(d) in schedules else schedules[str(d)]
+        key = (int(width), json.dumps(schedule, sort_keys=True))
+        if key not in groups:
+            groups[key] = Group(int(width), schedule, [])
+        groups[key].bundles.append((int(d), list(cells[i * len(seeds) : (i + 1) * len(seeds)])))
+    out = list(groups.values())
+    if checkpoint and len(out) == 1:
+        out[0].checkpoint = str(checkpoint)
+    elif checkpoint:
+        stem = Path(checkpoint)
+        for group in out:
+            variants = sum(g.width == group.width for g in out)
+            tag = f".s{[g for g in out if g.width == group.width].index(group)}" if variants > 1 else ""
+            group.checkpoint = str(stem.with_name(f"{stem.stem}.width~{group.width}{tag}{stem.suffix}"))
+    return out
+
+
+def train_pack(
+    *,
+    train: list,
+    test: list,
+    cells: list,
+    bundles: list,
+    P,
+    seeds: list[int],
+    schedules: dict,
+    n_evals: int,
+    device: str,
+    compile,
+    threads: int,
+    checkpoint=None,
+    checkpoint_every_s: float = 300.0,
+) -> None:
+    """Train every bundle of one job and write one Parquet per cell (`cells`: bundle by bundle,
+    seeds in order). `train`, `test`: the data files of each d, in the order the d's first appear
+    in `bundles`; `schedules`: each d's schedule."""
+    train, test, cells = _as_list(train), _as_list(test), _as_list(cells)
+    ds = list(dict.fromkeys(int(d) for d, _ in bundles))
+    if not (len(train) == len(test) == len(ds)):
+        raise ValueError(f"one train and one test file per d of the job ({ds})")
+    groups = plan_groups(bundles, cells, seeds, schedules, checkpoint)
+    data = {
+        d: tuple(load_tensors(path, ("x", "y", "embedding_width"), "data") for path in (tr, te))
+        for d, tr, te in zip(ds, train, test)
+    }
+    w = int(data[ds[0]][0]["embedding_width"])
+    order = sorted(groups, key=lambda g: -g.cost(len(seeds), w))
+    context = dict(data=data, P=P, seeds=seeds, n_evals=n_evals, compile=compile, every_s=checkpoint_every_s)
+    with device_for_job(pick_device(device)) as dev:
+        workers = min(int(threads), len(order)) if dev.type == "cpu" else 1
+        if workers > 1:
+            _WORKER_CONTEXT.update(context, device=str(dev))
+            # fork: the workers share the parent's loaded data; each runs one thread
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                for done in [pool.submit(_train_group_in_worker, group) for group in order]:
+                    done.result()  # re-raises a worker's error here
+        else:
+            torch.set_num_threads(int(threads))
+            for group in order:
+                _train_group(group, dev, **context)
+    for group in groups:
+        discard(group.checkpoint)  # every cell is written: the job is complete
+
+
+_WORKER_CONTEXT: dict = {}
+
+
+def _train_group_in_worker(group: Group) -> None:
+    torch.set_num_threads(1)
+    context = dict(_WORKER_CONTEXT)
+    _train_group(group, torch.device(context.pop("device")), **context)
+
+
+def _train_group(group: Group, dev, *, data, P, seeds, n_evals, compile, every_s) -> None:
+    use_compile = dev.type == "cuda" if compile == "auto" else bool(compile)
+    label = format_train_size(P)
+    ds = [d for d, _ in group.bundles]
+    w = int(data[ds[0]][0]["embedding_width"])
+    member_seeds = [derive_seed("student", d, label, group.width, s) for d in ds for s in seeds]
+    ens = MLPEnsemble.init(len(member_seeds), w, group.width, member_seeds, device=dev)
+    sched = Schedule.from_config(group.schedule)
+    mode = "stream" if parse_train_size(P) == math.inf else "sample"
+    pool = int(data[ds[0]][0]["x"].shape[0])
+    if mode == "stream" and sched.samples_seen() > pool:
+        print(
+            f"note: n={group.width}: each student sees {sched.samples_seen():,} samples from a pool of {pool:,} "
+            f"({sched.samples_seen() / pool:.1f} passes, each in a new order); raise teacher_student.pool_size "
+            "for strictly fresh samples",
+            file=sys.stderr,
+        )
+    started = time.perf_counter()
+    logs = train(
+        ens,
+        sched,
+        [data[d][0]["x"].to(dev) for d in ds],
+        [data[d][0]["y"].to(dev) for d in ds],
+        [data[d][1]["x"].to(dev) for d in ds],
+        [data[d][1]["y"].to(dev) for d in ds],
+        mode=mode,
+        data_seed=[derive_seed("batches", d, label, group.width, *seeds) for d in ds],
+        members=[len(seeds)] * len(ds),
+        n_evals=n_evals,
+        compile=use_compile,
+        label=f"P={label} n={group.width} d={','.join(map(str, ds))} ({len(member_seeds)} students)",
+        checkpoint=group.checkpoint,
+        checkpoint_every_s=every_s,
+    )
+    seconds = time.perf_counter() - started
+    for b, (d, cell_paths) in enumerate(group.bundles):
+        points = int(data[d][0]["x"].shape[0])
+        settings = {
+            "d": d,
+            "width": group.width,
+            "P": label,
+            "seeds": seeds,
+            "schedule": group.schedule,
+            "embedding_width": w,
+            "train_points": points,
+            "data_passes": round(sched.samples_seen() / points, 3),
+            "packed_with": ds,
+        }
+        for k, (seed, path) in enumerate(zip(seeds, cell_paths)):
+            frame = cell_frame(logs, b * len(seeds) + k, d=d, w=w, width=group.width, P=parse_train_size(P), seed=seed)
+            write_parquet(frame, path, provenance({**settings, "seed": seed}, str(dev), seconds))
+
+
+def _as_list(value) -> list:
+    return [value] if isinstance(value, (str, Path)) else list(value)
+
+
+def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float, seed: int) -> pd.DataFrame:
+    test = logs["test_loss"][:, member]
+    # test MSE, not train: it is logged at step 0 (the initial loss) and it is what the fits use
+    diverged = bool(series_diverged(test))
+    return pd.DataFrame(
+        {
+            "experiment": EXPERIMENT,
+            "d": d,
+            "embedding_width": w,
+            "manifold_dim": min(d, w),
+            "width": width,
+            "N": student_param_count(width, w),
+            "P": float(P),
+            "seed": seed,
+            "step": logs["step"].astype(np.int64),
+            "samples": logs["samples"].astype(np.int64),
+            "lr": logs["lr"],
+            "train_loss": logs["train_loss"][:, member],
+            "test_loss": test,
+            "status": "diverged" if diverged else "ok",
+        }
+    )
