@@ -135,6 +135,7 @@ rule fit_teacher_student:
         bootstrap=TS["bootstrap"],
         quantile=TS["quantile"],
         reference_k=DIM["reference_k"],
+        convergence=TS["convergence"],
     log:
         "results/logs/fit_teacher_student.log",
     conda:

@@ -37,7 +37,32 @@ def final_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return last.reset_index(drop=True), notes
 
 
-def fit_exponents(table: pd.DataFrame, bootstrap: int = 1000, quantile: float = 0.5, seed: int = 0) -> pd.DataFrame:
+def convergence_notes(final: pd.DataFrame, tolerance: float) -> tuple[pd.Series, dict]:
+    """Which final cells failed the convergence check (their test MSE still fell by more than
+    `tolerance`, relatively, over the last 20% of training: the `late_change` column), and one note
+    per (d, P) that has any. Tables from before the check (no such column) pass."""
+    if "late_change" not in final:
+        return pd.Series(False, index=final.index), {}
+    failed = final["late_change"] > tolerance
+    notes = {}
+    for (d, P), rows in final[failed].groupby(["d", "P"]):
+        widths = ", ".join(f"n={w} ({k})" for w, k in rows.groupby("width").size().items())
+        total = int(((final["d"] == d) & (final["P"] == P)).sum())
+        notes[d, P] = (
+            f"{len(rows)} of {total} cells not converged: their test MSE still fell by more than "
+            f"{tolerance:.0%} over the last 20% of training (largest {rows['late_change'].max():.0%}; {widths})"
+        )
+    return failed, notes
+
+
+def fit_exponents(
+    table: pd.DataFrame,
+    bootstrap: int = 1000,
+    quantile: float = 0.5,
+    seed: int = 0,
+    convergence_tolerance: float = 0.05,
+    drop_unconverged: bool = False,
+) -> pd.DataFrame:
     """Per (d, P): alpha from least squares and from quantile regression of final test MSE on N.
 
     CIs come from a bootstrap that resamples the cells of each width (its seeds, with replacement;
@@ -45,8 +70,15 @@ def fit_exponents(table: pd.DataFrame, bootstrap: int = 1000, quantile: float = 
     widths: a student's init and batches derive from its width (stage.train_bundle), so seed s at two
     widths shares no randomness, and resampling "seed s at every width" would assume a correlation
     that is not there. `dim` is 4/alpha, to compare with `manifold_dim` = min(d, embedding width).
+    Cells that fail the convergence check (convergence_notes) are named in each (d, P)'s diagnostics
+    and, with `drop_unconverged`, left out of its fit (the theory holds for converged students only).
     """
     final, notes = final_rows(table)
+    failed, unconverged = convergence_notes(final, convergence_tolerance)
+    checked = final[["d", "P"]]
+    if drop_unconverged:
+        final = final[~failed]
+        unconverged = {key: note + "; left out of the fit" for key, note in unconverged.items()}
     frames = []
     for method_quantile in (None, quantile):
         results = fit_groups(
@@ -66,8 +98,12 @@ def fit_exponents(table: pd.DataFrame, bootstrap: int = 1000, quantile: float = 
     meta = final.groupby(["d", "P"])[["manifold_dim", "embedding_width"]].first().reset_index()
     fits = fits.merge(meta, on=["d", "P"], how="left")
     fits["dim_rel_error"] = fits["dim"] / fits["manifold_dim"] - 1
-    if notes:
-        fits["diagnostics"] = [DIAGNOSTICS_SEPARATOR.join(filter(None, [diag, *notes])) for diag in fits["diagnostics"]]
+    counts = failed.groupby([checked["d"], checked["P"]]).sum()
+    fits["n_unconverged"] = [int(counts.get((r.d, r.P), 0)) for r in fits.itertuples()]
+    fits["diagnostics"] = [
+        DIAGNOSTICS_SEPARATOR.join(filter(None, [r.diagnostics, unconverged.get((r.d, r.P), ""), *notes]))
+        for r in fits.itertuples()
+    ]
     return fits.sort_values(["method", "P", "d"]).reset_index(drop=True)
 
 

@@ -37,7 +37,7 @@ from scalinglab.core.provenance import provenance
 from scalinglab.core.seeding import derive_seed
 from scalinglab.teacher_student.schedules import Schedule
 from scalinglab.teacher_student.teacher import load_tensors
-from scalinglab.teacher_student.training import MLPEnsemble, student_param_count, train
+from scalinglab.teacher_student.training import LATE, MLPEnsemble, student_param_count, train
 
 EXPERIMENT = "teacher_student"
 
@@ -115,6 +115,14 @@ def train_pack(
         for d, tr, te in zip(ds, train, test)
     }
     w = int(data[ds[0]][0]["embedding_width"])
+    pool = int(data[ds[0]][0]["x"].shape[0])
+    most = max(Schedule.from_config(g.schedule).samples_seen() for g in groups)
+    if parse_train_size(P) == math.inf and most > pool:
+        print(
+            f"note: a student sees up to {most:,} samples from a pool of {pool:,} ({most / pool:.1f} passes, each "
+            "in a new order); raise teacher_student.pool_size for strictly fresh samples",
+            file=sys.stderr,
+        )
     order = sorted(groups, key=lambda g: -g.cost(len(seeds), w))
     context = dict(data=data, P=P, seeds=seeds, n_evals=n_evals, compile=compile, every_s=checkpoint_every_s)
     with device_for_job(pick_device(device)) as dev:
@@ -151,14 +159,6 @@ def _train_group(group: Group, dev, *, data, P, seeds, n_evals, compile, every_s
     ens = MLPEnsemble.init(len(member_seeds), w, group.width, member_seeds, device=dev)
     sched = Schedule.from_config(group.schedule)
     mode = "stream" if parse_train_size(P) == math.inf else "sample"
-    pool = int(data[ds[0]][0]["x"].shape[0])
-    if mode == "stream" and sched.samples_seen() > pool:
-        print(
-            f"note: n={group.width}: each student sees {sched.samples_seen():,} samples from a pool of {pool:,} "
-            f"({sched.samples_seen() / pool:.1f} passes, each in a new order); raise teacher_student.pool_size "
-            "for strictly fresh samples",
-            file=sys.stderr,
-        )
     started = time.perf_counter()
     logs = train(
         ens,
@@ -199,6 +199,16 @@ def _as_list(value) -> list:
     return [value] if isinstance(value, (str, Path)) else list(value)
 
 
+def late_change(steps: np.ndarray, test: np.ndarray) -> float:
+    """The convergence diagnostic: the relative fall of the test loss over the last 20% of training,
+    (L(0.8 T) - L(T)) / L(T), from the logs at those two steps (training.LATE); NaN without them."""
+    total = int(steps[-1])
+    at = np.flatnonzero(steps == round(LATE * total))
+    if total < 5 or not at.size or not (test[-1] > 0):
+        return float("nan")
+    return float((test[at[0]] - test[-1]) / test[-1])
+
+
 def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float, seed: int) -> pd.DataFrame:
     test = logs["test_loss"][:, member]
     # test MSE, not train: it is logged at step 0 (the initial loss) and it is what the fits use
@@ -218,6 +228,7 @@ def cell_frame(logs: dict, member: int, *, d: int, w: int, width: int, P: float,
             "lr": logs["lr"],
             "train_loss": logs["train_loss"][:, member],
             "test_loss": test,
+            "late_change": late_change(logs["step"], test),
             "status": "diverged" if diverged else "ok",
         }
     )

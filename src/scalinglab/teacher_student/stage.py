@@ -93,6 +93,7 @@ def fit_and_write(
     bootstrap: int,
     quantile: float,
     reference_k: int,
+    convergence: dict | None = None,
 ) -> pd.DataFrame:
     """The fit rule: the fits of the runs table `table` as Parquet and JSON, and the report caption.
 
@@ -101,7 +102,14 @@ def fit_and_write(
     """
     import json
 
-    fits = fit_exponents(pd.read_parquet(table), bootstrap=bootstrap, quantile=quantile)
+    convergence = convergence or {}
+    fits = fit_exponents(
+        pd.read_parquet(table),
+        bootstrap=bootstrap,
+        quantile=quantile,
+        convergence_tolerance=convergence.get("tolerance", 0.05),
+        drop_unconverged=convergence.get("drop_unconverged", False),
+    )
     write_parquet(fits, fits_table, {"bootstrap": bootstrap, "quantile": quantile})
     records = json.loads(fits.to_json(orient="records"))
     for record, P in zip(records, fits["P"] if "P" in fits else []):

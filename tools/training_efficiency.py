@@ -1,0 +1,76 @@
+"""How much of the machine the teacher/student training jobs of a finished run used: their student
+FLOPs (6 N per sample seen, as Kaplan et al. count training compute; evaluations not counted) over
+the job-seconds Snakemake's `benchmark:` files recorded (wall time, start-up included, times the
+threads each job was given), against one core's float32 matmul ceiling measured now.
+
+    python tools/training_efficiency.py [WORKDIR] [--configfile config/config.yaml] [--threads N]
+
+--threads: the threads each packed job got (default: the job's width groups, capped by this
+machine's cores, as the workflow gives them). Last line: `ceiling_fraction: X`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from scalinglab.core.config import load
+from scalinglab.teacher_student import grid
+from scalinglab.teacher_student.schedules import Schedule
+from scalinglab.teacher_student.training import student_param_count
+
+
+def matmul_ceiling(size: int = 2048, repeats: int = 10) -> float:
+    """One core's float32 GEMM rate, FLOP/s."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(2):
+        a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workdir", nargs="?", default=".")
+    parser.add_argument("--configfile", default="config/config.yaml")
+    parser.add_argument("--threads", type=int, help="threads of each packed job")
+    args = parser.parse_args()
+    ts = load(args.configfile)["teacher_student"]
+    flop = sum(
+        6.0
+        * student_param_count(n, ts["embedding_width"])
+        * len(ts["seeds"])
+        * Schedule.from_config(grid.schedule(ts, d)).samples_seen()
+        for d in ts["d"]
+        for n in ts["widths"]
+    ) * len(ts["train_sizes"])
+    files = sorted((Path(args.workdir) / "results/benchmarks/train_teacher_student").rglob("*.tsv"))
+    if not files:
+        raise SystemExit(f"no benchmark files under {args.workdir}/results/benchmarks/train_teacher_student")
+    if ts["pack"] == "width":
+        threads = 1
+    else:
+        threads = args.threads or min(os.cpu_count() or 1, len(ts["widths"]))
+    seconds = sum(float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files)
+    cpu = sum(float(pd.read_csv(f, sep="\t")["cpu_time"].iloc[0]) for f in files)
+    job_seconds = seconds * threads
+    ceiling = matmul_ceiling()
+    rate = flop / job_seconds
+    print(f"{len(files)} training jobs (pack: {ts['pack']}, {threads} thread(s) each): {flop:.3g} student FLOP")
+    print(f"wall {seconds:.1f} s x {threads} threads = {job_seconds:.1f} job-seconds; cpu_time {cpu:.1f} s")
+    print(
+        f"{rate / 1e9:.1f} GFLOP/s per core (by cpu_time: {flop / cpu / 1e9:.1f}); ceiling {ceiling / 1e9:.1f} GFLOP/s"
+    )
+    print(f"ceiling_fraction: {rate / ceiling:.3f}")
+
+
+if __name__ == "__main__":
+    main()
