@@ -307,3 +307,37 @@ def _write(frame: pd.DataFrame, name: str) -> list[str]:
 def _points(name: str, points=None) -> str:
     np.save(name, RNG.normal(size=(200, 3)) if points is None else points)
     return name
+
+
+def test_report_takes_your_own_table_through_fits_figure_and_summary(folder, capsys):
+    """`scalinglab report`: each run's final row, a fit per group with each size's runs resampled, a
+    figure with a PDF twin and a summary; the slope recovered (the table's truth: -0.5)."""
+    _write(runs_table(), "mine.parquet")
+    code, out, err = run(
+        capsys,
+        [
+            "report",
+            "mine.parquet",
+            "--x",
+            "N",
+            "--y",
+            "test_loss",
+            "--group",
+            "d",
+            "--run",
+            "seed",
+            "--bootstrap",
+            "200",
+            "-o",
+            "rep",
+        ],
+    )
+    assert code == 0, err
+    fits = pd.read_csv(folder / "rep" / "fits.tsv", sep="\t")
+    assert list(fits["d"]) == [2, 3] and (fits["n_points"] == 8).all()
+    assert fits["slope"].tolist() == pytest.approx([-0.5, -0.5], abs=0.02)
+    assert (fits["ci_lo"] < fits["slope"]).all() and (fits["ci_hi"] > fits["slope"]).all()
+    assert (fits["ci_lo"] > -0.55).all() and (fits["ci_hi"] < -0.45).all()
+    assert (folder / "rep" / "scaling.png").stat().st_size and (folder / "rep" / "scaling.pdf").stat().st_size
+    summary = (folder / "rep" / "summary.md").read_text()
+    assert "| d = 2 | -0.5" in summary and "each run's final row by 'step'" in summary

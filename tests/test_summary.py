@@ -30,8 +30,15 @@ def test_rows_and_distances_on_made_up_fits(tmp_path):
     perceptron = {"N": 500, "gamma_pred": 0.40, "gamma_pred_se": 0.03, "gamma_meas": 0.49, "gamma_meas_se": 0.04}
     (tmp_path / "p.json").write_text(json.dumps({**perceptron, "gamma_pred_ci": [0.34, 0.46]}))
     table = summary.summarize(teacher_student_fits=tmp_path / "ts.parquet", perceptron_fits=tmp_path / "p.json")
-    assert list(table.columns) == summary.COLUMNS and len(table) == 2
-    ts, gamma = table.iloc[0], table.iloc[1]
+    assert list(table.columns) == summary.COLUMNS
+    # 4/alpha by both methods; the perceptron's measured gamma, then gamma_pred against it
+    assert list(table["quantity"]) == [
+        "4/alpha (least squares)",
+        "4/alpha (quantile regression, q = 0.5)",
+        "gamma_meas (eps_opt ~ P^-gamma_meas)",
+        "gamma_pred = gamma1 gamma2",
+    ]
+    ts, gamma = table.iloc[0], table.iloc[3]
     assert ts["value"] == 4.4 and ts["theory"] == 4 and ts["relative_difference"] == pytest.approx(0.1)
     assert (ts["ci_lo"], ts["ci_hi"]) == (4.1, 4.8)
     assert gamma["sigma_distance"] == pytest.approx(-0.09 / 0.05)  # (0.40 - 0.49) / hypot(0.03, 0.04)

@@ -16,6 +16,7 @@ from scalinglab.core.errors import UserError
 COMMANDS = {
     "fit": ("scalinglab.cli.fit", "fit a power law log(y) ~ log(x) to a runs table"),
     "dimension": ("scalinglab.cli.dimension", "estimate the intrinsic dimension of points"),
+    "report": ("scalinglab.cli.report", "fits, a figure and a summary of your own runs table, in one folder"),
     "implicit-bias": ("scalinglab.cli.implicit_bias", "gamma1, gamma2 and lambda_opt from norm/error rows"),
     "import-tensorboard": ("scalinglab.cli.import_tensorboard", "turn TensorBoard event files into a runs table"),
     "import-wandb": ("scalinglab.cli.import_wandb", "turn W&B exports or offline runs into a runs table"),

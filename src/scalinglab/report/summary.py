@@ -66,13 +66,14 @@ def _ci_note(diagnostics) -> str:
 def teacher_student(path) -> list[dict]:
     fits = pd.read_parquet(path)
     rows = []
-    for r in fits[fits["method"] == "ols"].sort_values(["P", "d"]).itertuples():
+    for r in fits.sort_values(["P", "d", "method"]).itertuples():
         P = "inf" if math.isinf(r.P) else f"{r.P:g}"
+        how = "least squares" if r.method == "ols" else f"quantile regression, q = {getattr(r, 'quantile', 0.5):g}"
         rows.append(
             _row(
                 "teacher/student",
                 f"d = {r.d}, P = {P}",
-                "4/alpha (least squares)",
+                f"4/alpha ({how})",
                 r.dim,
                 (r.dim_lo, r.dim_hi),
                 _ci_note(r.diagnostics),
@@ -150,10 +151,26 @@ def _gamma_rows(experiment, setting, pred, pred_se, meas, meas_se, ci, measured_
     return row
 
 
+def _law_rows(experiment, setting, fit: dict) -> list[dict]:
+    """gamma1, gamma2 and gamma_meas of an implicit-bias fit, each with its CI (no prediction)."""
+    rows = []
+    for name, what in (
+        ("gamma1", "early law eps ~ lambda^-gamma1"),
+        ("gamma2", "lambda_opt ~ P^gamma2"),
+        ("gamma_meas", "eps_opt ~ P^-gamma_meas"),
+    ):
+        ci = fit.get(f"{name}_ci") or (fit.get(f"{name}_lo", math.nan), fit.get(f"{name}_hi", math.nan))
+        value = fit.get(name)
+        if value is None:
+            continue
+        rows.append(_row(experiment, setting, f"{name} ({what})", value, [math.nan if v is None else v for v in ci]))
+    return rows
+
+
 def perceptron(path) -> list[dict]:
     s = json.loads(Path(path).read_text())
     ci = s.get("gamma_pred_ci") or (math.nan, math.nan)
-    return [
+    return _law_rows("implicit bias", f"perceptron, N = {s.get('N')}", s) + [
         _gamma_rows(
             "implicit bias",
             f"perceptron, N = {s.get('N')}",
@@ -172,6 +189,7 @@ def deep_nets(path) -> list[dict]:
     for r in json.loads(Path(path).read_text()):
         if r["model"] == "perceptron" or r.get("status") != "ok":
             continue
+        rows += _law_rows("implicit bias", f"{r['model']} on {r['dataset']} ({r['error']})", r)
         rows.append(
             _gamma_rows(
                 "implicit bias",
@@ -204,6 +222,21 @@ def joint(path, d=None) -> list[dict]:
                     note,
                     4.0 / d if d else math.nan,
                     "4/d, resolution-limited scaling (Bahri et al.)" if d else "",
+                )
+            )
+        a = (fit.get("allocation") or {}).get("a")
+        if a is not None:
+            lo, hi = (math.nan if v is None else v for v in a["ci"])
+            rows.append(
+                _row(
+                    "joint law",
+                    f"{method}, d = {d}" if d is not None else method,
+                    "a (compute-optimal N* ~ C^a)",
+                    a["value"],
+                    (lo, hi),
+                    note,
+                    0.5,
+                    "1/2: alpha = beta (both 4/d, Bahri et al.) makes a = beta / (alpha + beta) = 1/2",
                 )
             )
     return rows
@@ -274,26 +307,51 @@ def _distance(r) -> str:
     return "–"
 
 
-def landing_rst(summary: pd.DataFrame) -> str:
-    """The report's landing text: what the run measured against what theory predicts, as a table."""
-    lines = [
-        "scaling-lab: each row is one headline number of this run, the prediction it tests and the distance",
-        "between them (relative for exponents, in standard errors for γ_pred against γ_meas). The same",
-        "table is results/summary.tsv (first category below); each figure's caption gives its details.",
-        "How to read each experiment: docs/reproduction.md in the repository.",
-        "",
-    ]
-    if summary.empty:
-        return "\n".join(lines + ["No experiment has finished yet.", ""])
-    header = ["experiment", "setting", "quantity", "value [95% CI]", "theory", "distance"]
-    body = []
+def _landing_rows(summary: pd.DataFrame) -> list[list[str]]:
+    """The landing table's rows: each test of a prediction (least squares for 4/alpha; the dimension
+    checks of the teachers, the quantile fits and the unpredicted exponents left to the full table),
+    the random-feature pairs one line each (their largest distance)."""
+    rows = []
     for r in summary.itertuples():
+        if r.experiment in ("intrinsic dimension", "random features") or not math.isfinite(r.theory):
+            continue  # the landing shows the tests of a prediction; the full table has the rest
+        if "quantile regression" in r.quantity:
+            continue
         ci = (
             f"[{_number(r.ci_lo)}, {_number(r.ci_hi)}]"
             if math.isfinite(r.ci_lo) and math.isfinite(r.ci_hi)
             else f"({r.ci_note or 'no CI'})"
         )
-        body.append([r.experiment, r.setting, r.quantity, f"{_number(r.value)} {ci}", _number(r.theory), _distance(r)])
+        what = f"{r.experiment}, {r.setting}: {r.quantity.split(' (')[0]}"
+        rows.append([what, f"{_number(r.value)} {ci}", _number(r.theory), _distance(r)])
+    features = summary[summary["experiment"] == "random features"]
+    for setting, part in features.groupby("setting", sort=False):
+        worst = part.loc[part["relative_difference"].abs().idxmax()]
+        rows.append(
+            [
+                f"random features, {setting}: {len(part)} exponents against theory",
+                f"largest distance in {worst['quantity'].split(' (')[0]}",
+                _number(worst["theory"]),
+                f"{100 * worst['relative_difference']:+.0f}%",
+            ]
+        )
+    return rows
+
+
+def landing_rst(summary: pd.DataFrame) -> str:
+    """The report's landing text: what the run measured against what theory predicts, as a table."""
+    lines = [
+        "**The answers of this run.** Each row: a measured number with its 95% CI (or why there is none),",
+        "what theory predicts, and the distance (relative for exponents; in standard errors for γ_pred",
+        "against γ_meas). Every headline number, the dimension estimates included, is in the first",
+        "category (1. Summary, results/summary.tsv); each figure's caption has the details. How to read",
+        "each experiment: docs/reproduction.md in the repository.",
+        "",
+    ]
+    if summary.empty:
+        return "\n".join(lines + ["No experiment has finished yet.", ""])
+    header = ["measured", "value [95% CI]", "theory", "distance"]
+    body = _landing_rows(summary)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     rule = "  ".join("=" * w for w in widths)
     lines += [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
