@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from scalinglab.teacher_student.batches import BatchSource
 from scalinglab.teacher_student.schedules import Schedule, log_spaced_steps, onecycle_lr
 from scalinglab.teacher_student.teacher import Teacher
-from scalinglab.teacher_student.training import BatchSource, MLPEnsemble, Trainer, student_param_count, train
+from scalinglab.teacher_student.training import MLPEnsemble, Trainer, student_param_count, train
 
 W, N_HIDDEN, BATCH = 9, 24, 64
 
@@ -138,7 +139,7 @@ def test_compiled_step_equals_eager_step(teacher_data):
 def test_a_stream_longer_than_the_pool_reshuffles_each_pass():
     """P = inf with steps x batch > pool size: every member sees every point once per pass, and each
     pass after the first in a new order (never the first pass's batches again)."""
-    from scalinglab.teacher_student.training import BatchSource
+    from scalinglab.teacher_student.batches import BatchSource
 
     x = torch.arange(10.0).reshape(10, 1)
     source = BatchSource(x, x.clone(), E=2, mode="stream", seed=3)
@@ -154,7 +155,7 @@ def test_a_stream_longer_than_the_pool_reshuffles_each_pass():
 @pytest.mark.parametrize("mode", ["stream", "sample"])
 def test_a_chunk_of_batches_is_the_batches_of_its_steps(mode):
     """chunk(n, batch) draws exactly what n calls of next(batch) draw, across a pass boundary too."""
-    from scalinglab.teacher_student.training import BatchSource
+    from scalinglab.teacher_student.batches import BatchSource
 
     x = torch.randn(50, 3)
     y = torch.randn(50)
