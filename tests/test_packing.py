@@ -139,3 +139,17 @@ def test_a_job_killed_after_a_group_resumes_it_without_training(data, tmp_path, 
     assert set(steps) == {w for _, w in bundles} - {finished}  # the finished group trained no step again
     assert len(steps) == SCHEDULE["steps"]
     assert all(p.exists() for p in args["cells"]) and not list(out.glob("job*.pt"))
+
+
+def test_learning_rates_can_fall_with_width():
+    """teacher_student.lr_by_width: each width's group gets lr x (reference / width)^exponent."""
+    bundles, cells = [[2, 16], [2, 64]], ["a0", "a1", "b0", "b1"]
+    groups = plan_groups(bundles, cells, SEEDS, {2: SCHEDULE}, lr_by_width={"exponent": 0.5, "reference": 16})
+    assert [g.schedule["max_lr"] for g in groups] == pytest.approx([0.01, 0.005])
+    phases = {
+        "kind": "phases",
+        "phases": [{"steps": 5, "batch": 8, "lr": 0.02}, {"steps": 5, "batch": 16, "lr": 0.002}],
+    }
+    (group,) = plan_groups([[2, 64]], cells[:2], SEEDS, {2: phases}, lr_by_width={"exponent": 1, "reference": 16})
+    assert [p["lr"] for p in group.schedule["phases"]] == pytest.approx([0.005, 0.0005])
+    assert plan_groups(bundles, cells, SEEDS, {2: SCHEDULE})[1].schedule == SCHEDULE  # off by default

@@ -35,6 +35,7 @@ use rule train_teacher_student as train_joint with:
         seeds=JOINT["seeds"],
         schedules=lambda wc: {JOINT["d"]: joint_grid.schedule(JOINT, wc.P)},
         n_evals=JOINT["n_evals"],
+        lr_by_width={},
         checkpoint=lambda wc: f"results/checkpoints/joint/{JOINT_JOB.format(**wc)}.pt",
     threads: config["engine"]["threads"] if JOINT["pack"] == "width" else len(JOINT["widths"])
     log:

@@ -92,6 +92,7 @@ rule train_teacher_student:
             d: ts_grid.schedule(TS, d) for d, _ in ts_grid.job_bundles(TS, TS["d"], wc.get("d"), wc.get("width"))
         },
         n_evals=TS["n_evals"],
+        lr_by_width=TS["lr_by_width"],
         device=config["device"],
         compile=config["engine"]["compile"],
         checkpoint=lambda wc: f"results/checkpoints/teacher_student/{TS_JOB.format(**wc)}.pt",

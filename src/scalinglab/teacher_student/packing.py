@@ -35,7 +35,7 @@ from scalinglab.core.divergence import series_diverged
 from scalinglab.core.io import write_parquet
 from scalinglab.core.provenance import provenance
 from scalinglab.core.seeding import derive_seed
-from scalinglab.teacher_student.schedules import Schedule
+from scalinglab.teacher_student.schedules import Schedule, scaled_by_width
 from scalinglab.teacher_student.teacher import load_tensors
 from scalinglab.teacher_student.training import LATE, MLPEnsemble, student_param_count, train
 
@@ -62,14 +62,18 @@ class Group:
         )
 
 
-def plan_groups(bundles: list, cells: list, seeds: list, schedules: dict, checkpoint=None) -> list[Group]:
+def plan_groups(
+    bundles: list, cells: list, seeds: list, schedules: dict, checkpoint=None, lr_by_width: dict | None = None
+) -> list[Group]:
     """The job's groups: `bundles` [[d, width], ...] with their cells (seeds in order) in `cells`,
-    grouped by (width, schedule of its d), in the order the bundles first appear."""
+    grouped by (width, schedule of its d, its learning rate scaled by width), in the order the
+    bundles first appear."""
     if len(cells) != len(bundles) * len(seeds):
         raise ValueError("one cell per bundle and seed, bundle by bundle")
     groups: dict[tuple, Group] = {}
     for i, (d, width) in enumerate(bundles):
         schedule = schedules[int(d)] if int(d) in schedules else schedules[str(d)]
+        schedule = scaled_by_width(schedule, int(width), lr_by_width)
         key = (int(width), json.dumps(schedule, sort_keys=True))
         if key not in groups:
             groups[key] = Group(int(width), schedule, [])
@@ -101,15 +105,17 @@ def train_pack(
     threads: int,
     checkpoint=None,
     checkpoint_every_s: float = 300.0,
+    lr_by_width: dict | None = None,
 ) -> None:
     """Train every bundle of one job and write one Parquet per cell (`cells`: bundle by bundle,
     seeds in order). `train`, `test`: the data files of each d, in the order the d's first appear
-    in `bundles`; `schedules`: each d's schedule."""
+    in `bundles`; `schedules`: each d's schedule; `lr_by_width`: its learning rates scaled by each
+    student's width (schedules.scaled_by_width)."""
     train, test, cells = _as_list(train), _as_list(test), _as_list(cells)
     ds = list(dict.fromkeys(int(d) for d, _ in bundles))
     if not (len(train) == len(test) == len(ds)):
         raise ValueError(f"one train and one test file per d of the job ({ds})")
-    groups = plan_groups(bundles, cells, seeds, schedules, checkpoint)
+    groups = plan_groups(bundles, cells, seeds, schedules, checkpoint, lr_by_width)
     data = {
         d: tuple(load_tensors(path, ("x", "y", "embedding_width"), "data") for path in (tr, te))
         for d, tr, te in zip(ds, train, test)

@@ -64,6 +64,20 @@ class Schedule:
         )
 
 
+def scaled_by_width(schedule: dict, width: int, lr_by_width: dict | None) -> dict:
+    """The schedule of a student of hidden width n: every learning rate times (reference / n)^exponent
+    (`lr_by_width`: {exponent, reference}; exponent 0 or None: unchanged). Wide students trained at a
+    narrow one's rate stall above their law (docs/reproduction.md, the CPU preset): a rate falling
+    with width, as in muP-style parametrisations, lets them keep improving."""
+    exponent = float((lr_by_width or {}).get("exponent", 0.0))
+    if exponent == 0.0:
+        return schedule
+    factor = (float(lr_by_width["reference"]) / float(width)) ** exponent
+    if schedule["kind"] == "onecycle":
+        return {**schedule, "max_lr": schedule["max_lr"] * factor}
+    return {**schedule, "phases": [{**p, "lr": p["lr"] * factor} for p in schedule["phases"]]}
+
+
 def onecycle_lr(steps: int, max_lr: float, pct_start: float, div_factor: float, final_div_factor: float) -> np.ndarray:
     """Cosine OneCycle exactly as torch.optim.lr_scheduler.OneCycleLR (three_phase=False)."""
     initial = max_lr / div_factor
