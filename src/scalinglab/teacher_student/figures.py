@@ -73,8 +73,12 @@ def loss_vs_n(
                 n_grid,
                 np.exp(fit["intercept"]) * n_grid ** fit["slope"],
                 color=color,
-                label=f"d = {d}: fit α = {fit['alpha']:.2f}, 4/α = {fit['dim']:.1f} [{fit['dim_lo']:.1f}, "
-                f"{fit['dim_hi']:.1f}]",
+                label=f"d = {d}: fit α = {fit['alpha']:.2f}, 4/α = {fit['dim']:.1f} "
+                + (
+                    f"[{fit['dim_lo']:.1f}, {fit['dim_hi']:.1f}]"
+                    if np.isfinite(fit["dim_lo"]) and np.isfinite(fit["dim_hi"])
+                    else "(CI n/a)"
+                ),
             )
             if np.isfinite(fit["ci_lo"]) and np.isfinite(fit["ci_hi"]):
                 ends = [np.exp(centre + s * (np.log(n_grid) - log_mid)) for s in (fit["ci_lo"], fit["ci_hi"])]
@@ -121,8 +125,9 @@ def dim_vs_d(fits: pd.DataFrame, path, *, dim_estimates=None, estimator: str | N
             x = sub["manifold_dim"].to_numpy(float) + offset.get(method, 0)
             y = sub["dim"].to_numpy(float)
             lo = np.nan_to_num(np.clip(y - sub["dim_lo"].to_numpy(float), 0, None))
-            hi = np.clip(sub["dim_hi"].to_numpy(float) - y, 0, None)
-            hi = np.where(np.isfinite(hi), hi, 1e6)  # an open upper bound runs off the top of the axes
+            upper = sub["dim_hi"].to_numpy(float)
+            hi = np.nan_to_num(np.clip(upper - y, 0, None), posinf=0.0)  # no CI (NaN): no bar
+            hi = np.where(np.isposinf(upper), 1e6, hi)  # an open upper bound runs off the top of the axes
             finite += [*y, *sub["dim_lo"], *sub["dim_hi"]]
             color = f"C{(n * 3 + m) % 7}"
             ax.errorbar(x, y, yerr=[lo, hi], fmt=marker, color=color, label=f"4/α, {label}, P = {_fmt_p(P)}")

@@ -84,8 +84,8 @@ def plan_groups(
     elif checkpoint:
         stem = Path(checkpoint)
         for group in out:
-            variants = sum(g.width == group.width for g in out)
-            tag = f".s{[g for g in out if g.width == group.width].index(group)}" if variants > 1 else ""
+            same_width = [g for g in out if g.width == group.width]  # several schedules: tell them apart
+            tag = f".s{same_width.index(group)}" if len(same_width) > 1 else ""
             group.checkpoint = str(stem.with_name(f"{stem.stem}.width~{group.width}{tag}{stem.suffix}"))
     return out
 
@@ -136,8 +136,8 @@ def train_pack(
         if workers > 1:
             _WORKER_CONTEXT.update(context, device=str(dev))
             # fork: the workers share the parent's loaded data; each runs one thread
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                for done in [pool.submit(_train_group_in_worker, group) for group in order]:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as executor:
+                for done in [executor.submit(_train_group_in_worker, group) for group in order]:
                     done.result()  # re-raises a worker's error here
         else:
             torch.set_num_threads(int(threads))
