@@ -68,6 +68,7 @@ rule aggregate_dimension:
             "results/figures/dimension/dimension_vs_k.png",
             caption="../report/dimension_vs_k.rst",
             category=CATEGORIES["dimension"],
+            subcategory="figures",
             labels={"figure": "estimate against k"},
         ),
     log:

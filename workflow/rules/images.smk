@@ -95,6 +95,7 @@ rule plot_images:
             "results/figures/images/dataset~{dataset}/P~{P}/scaling.png",
             caption=generated_caption("images_fits.rst"),
             category=CATEGORIES["images"],
+            subcategory="figures",
             labels={"dataset": "{dataset}", "P": "{P}", "figure": "loss and accuracy against N"},
         ),
     params:
@@ -120,6 +121,7 @@ rule plot_images_dims:
             "results/figures/images/dim_vs_dhat.png",
             caption=generated_caption("images_fits.rst"),
             category=CATEGORIES["images"],
+            subcategory="figures",
             labels={"dataset": "all", "P": "-", "figure": "4/alpha against estimated d"},
         ),
     params:

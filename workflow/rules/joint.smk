@@ -70,24 +70,28 @@ rule fit_joint:
             "results/figures/joint/loss_vs_n.png",
             caption=generated_caption("joint.rst"),
             category=CATEGORIES["joint"],
+            subcategory="figures",
             labels={"figure": "loss against N per P"},
         ),
         loss_vs_p=report(
             "results/figures/joint/loss_vs_p.png",
             caption=generated_caption("joint.rst"),
             category=CATEGORIES["joint"],
+            subcategory="figures",
             labels={"figure": "loss against P per N"},
         ),
         frontier=report(
             "results/figures/joint/frontier.png",
             caption=generated_caption("joint.rst"),
             category=CATEGORIES["joint"],
+            subcategory="figures",
             labels={"figure": "compute-optimal frontier"},
         ),
         isoflop=report(
             "results/figures/joint/isoflop.png",
             caption=generated_caption("joint.rst"),
             category=CATEGORIES["joint"],
+            subcategory="figures",
             labels={"figure": "isoFLOP"},
         ),
     params:

@@ -56,6 +56,7 @@ rule fit_random_features:
             "results/figures/random_features/bottlenecks.png",
             caption=generated_caption("random_features.rst"),
             category=CATEGORIES["random_features"],
+            subcategory="figures",
             labels={"figure": "random-feature bottlenecks"},
         ),
     params:

@@ -156,18 +156,21 @@ rule plot_teacher_student:
             "results/figures/teacher_student/loss_vs_n.png",
             caption="../report/teacher_student_loss.rst",
             category=CATEGORIES["teacher_student"],
+            subcategory="figures",
             labels={"figure": "loss against N"},
         ),
         dim=report(
             "results/figures/teacher_student/dim_vs_d.png",
             caption=generated_caption("teacher_student_fits.rst"),
             category=CATEGORIES["teacher_student"],
+            subcategory="figures",
             labels={"figure": "4/alpha against d"},
         ),
         curves=report(
             "results/figures/teacher_student/learning_curves.png",
             caption="../report/teacher_student_curves.rst",
             category=CATEGORIES["teacher_student"],
+            subcategory="figures",
             labels={"figure": "learning curves"},
         ),
     params:

@@ -60,7 +60,7 @@ def fit_exponents(
     bootstrap: int = 1000,
     quantile: float = 0.5,
     seed: int = 0,
-    convergence_tolerance: float = 0.05,
+    convergence_tolerance: float = 0.3,
     drop_unconverged: bool = False,
 ) -> pd.DataFrame:
     """Per (d, P): alpha from least squares and from quantile regression of final test MSE on N.

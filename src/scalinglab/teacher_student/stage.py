@@ -107,7 +107,7 @@ def fit_and_write(
         pd.read_parquet(table),
         bootstrap=bootstrap,
         quantile=quantile,
-        convergence_tolerance=convergence.get("tolerance", 0.05),
+        convergence_tolerance=convergence.get("tolerance", 0.3),
         drop_unconverged=convergence.get("drop_unconverged", False),
     )
     write_parquet(fits, fits_table, {"bootstrap": bootstrap, "quantile": quantile})
