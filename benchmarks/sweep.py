@@ -5,7 +5,8 @@ Trains every cell of the preset's teacher/student section the way the workflow's
 thread), for a fraction F of every schedule's steps; and a sample of bundles the old way, each in a
 fresh Python process of its own (start-up, torch import and data loading included), on the same
 machine in the same run. Both are projected to the whole preset: a job's start-up once, its training
-time divided by F. Pools are cut to --pool points (the speed of a step does not depend on the pool's
+time divided by F; each cell is evaluated at its start and end only (the preset's n_evals
+evaluations would not scale with F: a few seconds more per job). Pools are cut to --pool points (the speed of a step does not depend on the pool's
 size; drawing the preset's pools through the teachers would take longer than the benchmark).
 
 Last two lines: `projected_seconds: X` (the whole preset, packed, on this device) and `speedup: Y`
@@ -94,7 +95,7 @@ def job_args(ts, root, out, P, bundles, fraction, device, threads) -> dict:
         "P": P,
         "seeds": ts["seeds"],
         "schedules": {str(d): scaled(grid.schedule(ts, d), fraction) for d in ds},
-        "n_evals": ts["n_evals"],
+        "n_evals": 2,  # the start and the end: evaluations do not scale with the fraction trained
         "device": device,
         "compile": "auto",
         "threads": threads,

@@ -218,6 +218,8 @@ def gamma_table(*, fits: list, perceptron, fits_table, fits_json, caption, figur
                 "dataset": s["dataset"],
                 "error": s.get("error", "test_error"),
                 **{k: s[k] for k in GAMMA_KEYS},
+                **_ci_columns(s, "gamma1"),
+                **_ci_columns(s, "gamma2"),
                 **_ci_columns(s, "gamma_pred"),
                 **_ci_columns(s, "gamma_meas"),
                 "gamma_meas_rel": math.nan,
@@ -235,6 +237,8 @@ def gamma_table(*, fits: list, perceptron, fits_table, fits_json, caption, figur
                 "dataset": f"teacher N={s.get('N')}",
                 "error": s.get("error", "rel_error"),
                 **{k: s[k] for k in GAMMA_KEYS},
+                **_ci_columns(s, "gamma1"),
+                **_ci_columns(s, "gamma2"),
                 **_ci_columns(s, "gamma_pred"),
                 # the perceptron's gamma_meas is that of eps/eps_Hebb: it goes to its own column
                 "gamma_meas": s.get("gamma_meas_abs", math.nan),
