@@ -6,8 +6,9 @@ thread), for a fraction F of every schedule's steps; and a sample of bundles the
 fresh Python process of its own (start-up, torch import and data loading included), on the same
 machine in the same run. Both are projected to the whole preset: a job's start-up once, its training
 time divided by F; each cell is evaluated at its start and end only (the preset's n_evals
-evaluations would not scale with F: a few seconds more per job). Pools are cut to --pool points (the speed of a step does not depend on the pool's
-size; drawing the preset's pools through the teachers would take longer than the benchmark).
+evaluations would not scale with F: a few seconds more per job). Pools are cut to --pool points
+(the speed of a step does not depend on the pool's size; drawing the preset's pools through the
+teachers would take longer than the benchmark).
 
 Last two lines: `projected_seconds: X` (the whole preset, packed, on this device) and `speedup: Y`
 (one bundle per process over packed, both projected, both using --threads cores).
