@@ -25,15 +25,11 @@ import argparse
 import json
 import sys
 
-import pandas as pd
-
-from scalinglab.cli.fit_laws import json_safe
+from scalinglab.cli.fit_rows import epoch_rule, without_diverged
+from scalinglab.cli.json_output import json_safe
 from scalinglab.core.errors import UserError
 
 LAWS = ("power", "floor", "broken", "joint")
-# a table's step column and run column, found by name when --epoch / --run are not given
-EPOCH_NAMES = ("step", "epoch", "_step", "global_step", "iteration", "iter")
-RUN_NAMES = ("seed", "run_id", "run")
 # the options each law reads (beyond table, --y, --group, --filter, --run, --epoch, --epoch-rule, --json)
 LAW_OPTIONS = {
     "power": {"x", "quantile", "bootstrap", "seed", "confidence", "maximize"},
@@ -146,9 +142,9 @@ def run(args: argparse.Namespace) -> int:
     require_columns(frame, list(dict.fromkeys(needed)), str(args.table))
     frame = parse_filters(args.filter, frame)
     notes: list[str] = []  # printed on success only, so that an error stays one line
-    frame = _without_diverged(frame, args, notes)
+    frame = without_diverged(frame, args.filter, notes)
     run_cols = list(dict.fromkeys([*args.run, *args.group, *sizes]))
-    rule, epoch, identity = _epoch_rule(frame, args, run_cols, notes)
+    rule, epoch, identity = epoch_rule(frame, args.epoch, args.epoch_rule, run_cols, notes)
     if rule == "all" and args.bootstrap > 0 and not args.run and epoch:
         # every row its own cluster would resample one run's epochs as if independent: CIs far too narrow
         raise UserError(
@@ -213,54 +209,6 @@ def _refuse_ignored_options(args) -> None:
     if given:
         flags = ", ".join("--" + name for name in given)
         raise UserError(f"--law {args.law} does not use {flags}; drop {'it' if len(given) == 1 else 'them'}")
-
-
-def _without_diverged(frame, args, notes: list):
-    """Leave out the rows whose `status` is not "ok" (runs the workflow marked diverged), with a note."""
-    if "status" not in frame.columns or any(f.split("=", 1)[0].strip() == "status" for f in args.filter):
-        return frame
-    bad = frame["status"].astype(str) != "ok"
-    if bad.any():
-        notes.append(
-            f"left out {int(bad.sum())} of {len(frame)} rows whose status is not 'ok' (diverged runs); "
-            "--filter status=VALUE chooses rows by status instead"
-        )
-    return frame[~bad]
-
-
-def _epoch_rule(frame, args, run_cols, notes: list):
-    """(rule, epoch column, run identity columns). Without --epoch-rule: where rows repeat per run
-    (after telling runs apart by a seed/run column when the given columns do not), each run's final
-    row by the step column, given or found by name; a one-line refusal where none is found."""
-    epoch, identity = args.epoch, list(run_cols)
-    if args.epoch_rule != "all" and frame.duplicated(subset=identity).any():
-        extra = next((c for c in RUN_NAMES if c in frame.columns and c not in identity), None)
-        if extra is not None:
-            identity.append(extra)
-            notes.append(f"runs told apart by '{extra}' (--run COL names other run columns)")
-    if args.epoch_rule is not None:
-        if epoch is not None and not pd.api.types.is_numeric_dtype(frame[epoch]):
-            raise UserError(
-                f"the step column '{epoch}' is not numeric (dtype {frame[epoch].dtype}); it would sort as text"
-            )
-        return args.epoch_rule, epoch, identity
-    if not frame.duplicated(subset=identity).any():
-        return ("final" if epoch else "all"), epoch, identity  # one row per run: the rows are the runs
-    if epoch is None:
-        epoch = next((c for c in EPOCH_NAMES if c in frame.columns and c not in identity), None)
-    if epoch is None:
-        example = frame.loc[frame.duplicated(subset=identity, keep=False), identity].iloc[0].to_dict()
-        raise UserError(
-            f"several rows share {', '.join(identity)} (e.g. {example}) and no step column was found: "
-            "name it with --epoch COL to fit each run's final row, or fit every row with --epoch-rule all"
-        )
-    if not pd.api.types.is_numeric_dtype(frame[epoch]) or pd.api.types.is_bool_dtype(frame[epoch]):
-        raise UserError(f"the step column '{epoch}' is not numeric (dtype {frame[epoch].dtype}); it would sort as text")
-    notes.append(
-        f"several rows per run: fitted each run's final row by '{epoch}' "
-        "(--epoch-rule all fits every row, best each run's best)"
-    )
-    return "final", epoch, identity
 
 
 def _refuse_degenerate(results) -> None:

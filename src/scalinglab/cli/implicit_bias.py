@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import pandas as pd
 
@@ -78,6 +77,7 @@ ROBUST_ONLY = ("band", "min_seeds", "bootstrap", "bootstrap_seed")
 
 def run(args: argparse.Namespace) -> int:
     from scalinglab.cli.filters import parse_filters
+    from scalinglab.cli.json_output import json_ready
     from scalinglab.core.errors import UserError
     from scalinglab.core.io import read_table, require_columns
     from scalinglab.laws.implicit_bias.analysis import analyse
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         **options,
     )
     if args.json:
-        print(json.dumps(_finite_or_null(result.to_dict()), indent=2, allow_nan=False, default=float))
+        print(json.dumps(json_ready(result.to_dict()), indent=2, allow_nan=False))
     else:
         print(result.summary())
     return 0
@@ -140,13 +140,3 @@ def _check_options(args) -> None:
             f"--norm {args.norm} looks like a logarithm: add --norm-is-log if it holds ln(lambda), "
             "or name the column of lambda itself"
         )
-
-
-def _finite_or_null(value):
-    if isinstance(value, dict):
-        return {str(k): _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from scalinglab.cli.import_tensorboard import add_output_arguments
-from scalinglab.core.errors import UserError, one_line
+from scalinglab.core.errors import UserError, needs_package, one_line
 
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
 PAGE = 1000
@@ -70,17 +70,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _mlflow():
     """The mlflow names this importer uses, or a one-line UserError saying how to get them."""
-    try:
+    hint = (
+        "reading an MLflow store needs the mlflow package: pip install mlflow-skinny "
+        "(or pip install 'scalinglab[mlflow]')"
+    )
+    with needs_package("mlflow", hint):
         from mlflow.entities import ViewType
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "mlflow").startswith("mlflow"):
-            raise
-        raise UserError(
-            "reading an MLflow store needs the mlflow package: pip install mlflow-skinny "
-            "(or pip install 'scalinglab[mlflow]')"
-        ) from None
     return MlflowClient, MlflowException, ViewType
 
 

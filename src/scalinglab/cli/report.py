@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from scalinglab.cli.filters import parse_filters
-    from scalinglab.cli.fit import _epoch_rule, _without_diverged
+    from scalinglab.cli.fit_rows import epoch_rule, without_diverged
     from scalinglab.core.io import read_table, require_columns, write_text
     from scalinglab.laws.cluster_bootstrap import check_cli_draws
     from scalinglab.laws.inputs import select_epochs
@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     require_columns(frame, list(dict.fromkeys(needed)), str(args.table))
     frame = parse_filters(args.filter, frame)
     notes: list[str] = []
-    frame = _without_diverged(frame, args, notes)
-    options = argparse.Namespace(epoch=args.epoch, epoch_rule=None, filter=args.filter)
-    rule, epoch, identity = _epoch_rule(frame, options, list(dict.fromkeys([*args.run, *args.group, args.x])), notes)
+    frame = without_diverged(frame, args.filter, notes)
+    run_cols = list(dict.fromkeys([*args.run, *args.group, args.x]))
+    rule, epoch, identity = epoch_rule(frame, args.epoch, None, run_cols, notes)
     rows = select_epochs(frame, args.y, identity, epoch=epoch, rule=rule)
     bootstrap = args.bootstrap if args.run else 0
     results = fit_groups(

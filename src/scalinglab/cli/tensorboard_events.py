@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalinglab.core.errors import UserError
+from scalinglab.core.errors import UserError, needs_package
 
 LONG_COLUMNS = ("run_id", "step", "metric", "value")
 TORCH_TEXT_SUFFIX = "/text_summary"
@@ -72,18 +72,15 @@ class EventFileContents:
 
 def _tensorboard():
     """The tensorboard modules this importer uses, or a one-line UserError saying how to get them."""
-    try:
+    hint = (
+        "reading TensorBoard logs needs the tensorboard package: pip install tensorboard "
+        "(or pip install 'scalinglab[tensorboard]')"
+    )
+    with needs_package("tensorboard", hint):
         from tensorboard.backend.event_processing import event_file_loader
         from tensorboard.compat.proto import event_pb2, summary_pb2
         from tensorboard.plugins.hparams import plugin_data_pb2
         from tensorboard.util import tensor_util
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "tensorboard").startswith("tensorboard"):
-            raise
-        raise UserError(
-            "reading TensorBoard logs needs the tensorboard package: pip install tensorboard "
-            "(or pip install 'scalinglab[tensorboard]')"
-        ) from None
     return event_file_loader, event_pb2, summary_pb2, tensor_util, plugin_data_pb2
 
 

@@ -12,7 +12,7 @@ import warnings
 import zlib
 from pathlib import Path
 
-from scalinglab.core.errors import UserError, one_line
+from scalinglab.core.errors import UserError, needs_package, one_line
 
 # W&B's transaction log: a 7-byte file header, then LevelDB log records in 32 KiB blocks
 FILE_HEADER = struct.Struct("<4sHB")  # ':W&B', magic 0xBEE1, version
@@ -26,17 +26,13 @@ class CorruptRunFile(Exception):
 
 
 def _wandb_records():
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from wandb.proto import wandb_internal_pb2
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "wandb").startswith("wandb"):
-            raise
-        raise UserError(
-            "reading W&B run files needs the wandb package: pip install wandb (or pip install 'scalinglab[wandb]'); "
-            "chart exports and history frames need only pandas"
-        ) from None
+    hint = (
+        "reading W&B run files needs the wandb package: pip install wandb (or pip install 'scalinglab[wandb]'); "
+        "chart exports and history frames need only pandas"
+    )
+    with needs_package("wandb", hint), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from wandb.proto import wandb_internal_pb2
     return wandb_internal_pb2.Record
 
 

@@ -1,9 +1,9 @@
-"""What enters a fit: which rows of each run (its final epoch, its best, or all), and the checks
-every law makes of a column before taking its logarithm."""
+"""What enters a fit: which rows of each run (its final epoch, its best, or all), the groups fitted
+one by one, and the checks every law makes of a column before taking its logarithm."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,6 +55,26 @@ def select_epochs(
         ordered = frame.sort_values(y, ascending=not maximize, kind="mergesort", na_position="last")
         chosen = ordered.drop_duplicates(subset=run_cols, keep="first") if run_cols else ordered.head(1)
     return chosen.sort_index()
+
+
+def per_group(frame: pd.DataFrame, group: Sequence[str], fit: Callable) -> list[tuple[dict, object]]:
+    """[(labels, fit(rows))], one per combination of the `group` columns in sorted order (one
+    unlabelled fit of the whole frame without groups); a fit's UserError names its group."""
+    group = list(group)
+    if not group:
+        return [({}, fit(frame))]
+    require_columns(frame, group, "runs table")
+    if len(frame) == 0:
+        raise UserError("no rows to fit; check the filters and the epoch rule")
+    results = []
+    for key, rows in frame.groupby(group, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        labels = {column: value.item() if isinstance(value, np.generic) else value for column, value in zip(group, key)}
+        try:
+            results.append((labels, fit(rows)))
+        except UserError as exc:
+            raise UserError(f"group {', '.join(f'{k}={v}' for k, v in labels.items())}: {exc}") from None
+    return results
 
 
 def positive_column(frame: pd.DataFrame, column: str) -> np.ndarray:

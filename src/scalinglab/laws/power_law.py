@@ -32,7 +32,7 @@ from scalinglab.laws.cluster_bootstrap import (
     ci_unavailable,
     distinct_resamples,
 )
-from scalinglab.laws.inputs import positive_column
+from scalinglab.laws.inputs import per_group, positive_column
 
 METHODS = ("ols", "quantile")
 
@@ -375,27 +375,7 @@ def fit_groups(
     frame: pd.DataFrame, x: str, y: str, group: Sequence[str] = (), **kwargs
 ) -> list[tuple[dict, PowerLawFit]]:
     """One `fit_power_law` per combination of the `group` columns, in sorted order."""
-    group = list(group)
-    if not group:
-        return [({}, fit_power_law(frame, x, y, **kwargs))]
-    require_columns(frame, group, "runs table")
-    if len(frame) == 0:
-        raise UserError("no rows to fit; check the filters and the epoch rule")
-    results = []
-    for key, rows in frame.groupby(group, sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        labels = {column: _python_scalar(value) for column, value in zip(group, key)}
-        try:
-            fit = fit_power_law(rows, x, y, **kwargs)
-        except UserError as exc:
-            where = ", ".join(f"{k}={v}" for k, v in labels.items())
-            raise UserError(f"group {where}: {exc}") from None
-        results.append((labels, fit))
-    return results
-
-
-def _python_scalar(value):
-    return value.item() if isinstance(value, np.generic) else value
+    return per_group(frame, group, lambda rows: fit_power_law(rows, x, y, **kwargs))
 
 
 # diagnostics are sentences that may contain "; ", so a table cell joins them with this

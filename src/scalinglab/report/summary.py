@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalinglab.core.io import write_text
+from scalinglab.core.rst import simple_table
 
 COLUMNS = [
     "experiment",
@@ -351,13 +352,8 @@ def landing_rst(summary: pd.DataFrame) -> str:
     if summary.empty:
         return "\n".join(lines + ["No experiment has finished yet.", ""])
     header = ["measured", "value [95% CI]", "theory", "distance"]
-    body = _landing_rows(summary)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
-    rule = "  ".join("=" * w for w in widths)
-    lines += [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in body]
-    lines += [rule, ""]
-    return "\n".join(lines)
+    body = [[str(cell) for cell in row] for row in _landing_rows(summary)]
+    return "\n".join(lines + simple_table(header, body) + [""])
 
 
 def fit_table(path) -> pd.DataFrame:
