@@ -220,8 +220,7 @@ def _refuse_degenerate(results) -> None:
             raise UserError(
                 f"{where}{fit.n_points} points: a slope through 2 points has no uncertainty; fit at least 3 runs"
             )
-        few = fit.distinct_resamples is not None and fit.ci_text.startswith("CI n/a:")
-        if not fit.ci_available and not few:
+        if not fit.ci_available and not fit.too_few_resamples:
             reason = next((d for d in fit.diagnostics if "CI" in d or "bootstrap" in d), "the CI is not computable")
             raise UserError(f"{where}no confidence interval: {reason}")
 

@@ -76,9 +76,14 @@ class PowerLawFit:
         return all(map(math.isfinite, self.ci))
 
     @property
+    def too_few_resamples(self) -> bool:
+        """Whether the bootstrap could draw too few distinct resamples for an interval."""
+        return self.distinct_resamples is not None and self.distinct_resamples < MIN_DISTINCT_RESAMPLES
+
+    @property
     def ci_text(self) -> str:
         """'[lo, hi]' of the slope, or why there is no interval ('CI n/a: 3 distinct resamples')."""
-        if self.distinct_resamples is not None and self.distinct_resamples < MIN_DISTINCT_RESAMPLES:
+        if self.too_few_resamples:
             return ci_unavailable(self.distinct_resamples)
         if not self.ci_available:
             return "CI n/a"
