@@ -479,6 +479,11 @@ def test_cli_readable_table(tmp_path, capsys):
             ["--x", "N", "--y", "loss", "--epoch", "epoch", "--epoch-rule", "all", "--bootstrap", "20"],
             "needs --run COL .* resamples whole runs",
         ),
+        # the same with the step column found by name (it once slipped through without --epoch)
+        (
+            ["--x", "N", "--y", "loss", "--epoch-rule", "all", "--bootstrap", "20"],
+            "needs --run COL .* resamples whole runs",
+        ),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, args, pattern):

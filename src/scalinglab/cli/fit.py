@@ -25,7 +25,7 @@ import argparse
 import json
 import sys
 
-from scalinglab.cli.fit_rows import epoch_rule, without_diverged
+from scalinglab.cli.fit_rows import EPOCH_NAMES, epoch_rule, without_diverged
 from scalinglab.cli.json_output import json_safe
 from scalinglab.core.errors import UserError
 
@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     frame = without_diverged(frame, args.filter, notes)
     run_cols = list(dict.fromkeys([*args.run, *args.group, *sizes]))
     rule, epoch, identity = epoch_rule(frame, args.epoch, args.epoch_rule, run_cols, notes)
-    if rule == "all" and args.bootstrap > 0 and not args.run and epoch:
+    steps = epoch or next((c for c in EPOCH_NAMES if c in frame.columns), None)  # --epoch, or found by name
+    if rule == "all" and args.bootstrap > 0 and not args.run and steps and frame[steps].nunique() > 1:
         # every row its own cluster would resample one run's epochs as if independent: CIs far too narrow
         raise UserError(
             "--bootstrap with all epochs needs --run COL (e.g. seed) so that it resamples whole runs, "
