@@ -189,3 +189,36 @@ def test_the_convergence_check_flags_an_undertrained_cell_and_not_a_converged_on
     failed, notes = convergence_notes(final.assign(d=2, P=float("inf")), tolerance=0.15)
     assert list(failed) == [s == 40 for s in final["steps"]]
     assert "2 of 4 cells not converged" in notes[2, float("inf")]
+
+
+def test_the_workers_shares_are_balanced_by_expected_time():
+    """balance() gives every group to exactly one share, and a longest share no longer than
+    longest-first onto the least loaded (which it improves on where a swap helps)."""
+    import random
+
+    from scalinglab.teacher_student.packing import balance
+
+    # the default's six width groups, seconds measured alone: the best split is 12.51 / 12.07
+    seconds = [8.06, 5.36, 3.67, 3.04, 2.43, 2.02]
+    shares = balance(seconds, 2)
+    assert sorted(i for share in shares for i in share) == list(range(6))
+    assert max(sum(seconds[i] for i in share) for share in shares) == pytest.approx(12.51)
+    rng = random.Random(0)
+    for _ in range(200):
+        costs = [rng.random() for _ in range(rng.randint(1, 12))]
+        workers = rng.randint(1, 5)
+        shares = balance(costs, workers)
+        assert len(shares) <= workers and sorted(i for share in shares for i in share) == list(range(len(costs)))
+        greedy = [0.0] * workers
+        for cost in sorted(costs, reverse=True):
+            greedy[greedy.index(min(greedy))] += cost
+        assert max(sum(costs[i] for i in share) for share in shares) <= max(greedy) + 1e-12
+
+
+def test_a_packed_job_asks_for_its_workers_threads():
+    from scalinglab.teacher_student.grid import job_threads
+
+    ts = {"pack": "all", "widths": [8, 12, 17], "workers": "all"}
+    assert job_threads(ts, 1) == 3
+    assert job_threads({**ts, "workers": 2}, 1) == 2
+    assert job_threads({**ts, "pack": "width"}, 4) == 4  # one bundle: engine.threads

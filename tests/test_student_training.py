@@ -152,6 +152,24 @@ def test_a_stream_longer_than_the_pool_reshuffles_each_pass():
     assert torch.equal(torch.cat([again.next(3)[0][..., 0] for _ in range(10)], 1), seen)  # seeded
 
 
+def test_a_chunk_longer_than_the_pool_still_gives_every_point_once_per_pass():
+    """One chunk of 64 steps x 5 points over a 37-point pool spans 9 passes: each member's stream
+    still holds every point exactly once per pass, and y stays each point's own."""
+    from scalinglab.teacher_student.batches import BatchSource
+
+    x = torch.arange(37.0).reshape(37, 1)
+    source = BatchSource(x, x[:, 0] * 2, E=2, mode="stream", seed=3)
+    xs, ys = source.chunk(64, 5)
+    assert torch.equal(ys, xs[..., 0] * 2)
+    for member in range(2):
+        stream = xs[:, member, :, 0].reshape(-1)
+        offset = int(stream[0])  # the member's own start in the stored order, first pass
+        first = [(offset + i) % 37 for i in range(37)]
+        assert stream[:37].tolist() == first
+        for k in range(1, 8):
+            assert sorted(stream[37 * k : 37 * (k + 1)].tolist()) == list(range(37))
+
+
 @pytest.mark.parametrize("mode", ["stream", "sample"])
 def test_a_chunk_of_batches_is_the_batches_of_its_steps(mode):
     """chunk(n, batch) draws exactly what n calls of next(batch) draw, across a pass boundary too."""

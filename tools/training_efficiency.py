@@ -5,8 +5,8 @@ threads each job was given), against one core's float32 matmul ceiling measured 
 
     python tools/training_efficiency.py [WORKDIR] [--configfile config/config.yaml] [--threads N]
 
---threads: the threads each packed job got (default: the job's width groups, capped by this
-machine's cores, as the workflow gives them). Last line: `ceiling_fraction: X`.
+--threads: the threads each job got (default: as the workflow gives them, grid.job_threads capped
+by this machine's cores). Last line: `ceiling_fraction: X`.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdir", nargs="?", default=".")
     parser.add_argument("--configfile", default="config/config.yaml")
-    parser.add_argument("--threads", type=int, help="threads of each packed job")
+    parser.add_argument("--threads", type=int, help="threads of each training job")
     args = parser.parse_args()
-    ts = load(args.configfile)["teacher_student"]
+    config = load(args.configfile)
+    ts = config["teacher_student"]
     flop = sum(
         6.0
         * student_param_count(n, ts["embedding_width"])
@@ -55,10 +56,8 @@ def main() -> None:
     files = sorted((Path(args.workdir) / "results/benchmarks/train_teacher_student").rglob("*.tsv"))
     if not files:
         raise SystemExit(f"no benchmark files under {args.workdir}/results/benchmarks/train_teacher_student")
-    if ts["pack"] == "width":
-        threads = 1
-    else:
-        threads = args.threads or min(os.cpu_count() or 1, len(ts["widths"]))
+    # as the workflow gives them: the job's request, capped by the cores (Snakemake's --cores all)
+    threads = args.threads or min(os.cpu_count() or 1, grid.job_threads(ts, config["engine"]["threads"]))
     seconds = sum(float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files)
     cpu = sum(float(pd.read_csv(f, sep="\t")["cpu_time"].iloc[0]) for f in files)
     job_seconds = seconds * threads

@@ -65,9 +65,9 @@ use rule teacher_train_data as teacher_test_data with:
 
 # A training job's grain (teacher_student.pack): one bundle, every width of one (d, P), or every d and
 # width of one P; its wildcards are those its grain names. A packed job runs its width groups in as
-# many processes as it gets threads (one per width group, capped by --cores; one bundle: engine.threads).
+# many processes as it gets threads (teacher_student.workers, capped by --cores; one bundle: engine.threads).
 TS_JOB = ts_grid.job_path(TS["pack"])
-TS_THREADS = config["engine"]["threads"] if TS["pack"] == "width" else len(TS["widths"])  # Snakemake caps it at --cores
+TS_THREADS = ts_grid.job_threads(TS, config["engine"]["threads"])
 
 
 rule train_teacher_student:

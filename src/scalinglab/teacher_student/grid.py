@@ -47,3 +47,11 @@ def job_cells(section: dict, ds: list, cells_of, d, P, width) -> list[str]:
 def schedule(ts: dict, d) -> dict:
     """The training schedule for teacher dimension d: a per-d override, else the default."""
     return canonical(ts["schedule_by_d"].get(int(d), ts["schedule"]))
+
+
+def job_threads(ts: dict, engine_threads: int) -> int:
+    """The threads a training job asks for: one bundle's, engine.threads; a packed job's, one per
+    worker process (`workers`; all: one per width)."""
+    if ts["pack"] == "width":
+        return engine_threads
+    return len(ts["widths"]) if ts["workers"] == "all" else int(ts["workers"])

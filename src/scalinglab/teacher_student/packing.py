@@ -5,8 +5,8 @@ Bundles of one width and schedule share the student's shape [w, n, n, 1] whateve
 train as one ensemble (a *group*), each member streaming its own d's points with its own batch
 generator: a packed cell gets exactly the batches, init and arithmetic of the same cell trained
 alone (tests/test_packing.py checks the numbers bit for bit). On a CPU, a job with several threads
-runs its groups in that many single-thread worker processes, largest first, each worker taking the
-next group when it is free (a greedy balance); on CUDA the groups run one after another.
+runs its groups in that many single-thread worker processes, each given a share of near-equal
+expected time (`balance`); on CUDA the groups run one after another.
 
 A group saves its state to its own checkpoint (`<job checkpoint>.width~<n>[.s<k>].pt`), also once
 it is finished, so a job killed after some groups resumes the rest and rewrites the finished ones'
@@ -52,14 +52,49 @@ class Group:
     checkpoint: str | None = None
 
     def cost(self, seeds: int, w: int) -> float:
-        """Student FLOPs of the group (6 N per sample), the measure the workers are balanced by."""
-        return (
-            6.0
-            * student_param_count(self.width, w)
-            * seeds
-            * len(self.bundles)
-            * Schedule.from_config(self.schedule).samples_seen()
-        )
+        """The group's expected CPU time, in FLOP: its student FLOPs (6 N per sample) plus a fixed
+        cost per step, the measure the workers are balanced by."""
+        sched = Schedule.from_config(self.schedule)
+        flop = 6.0 * student_param_count(self.width, w) * seeds * len(self.bundles) * sched.samples_seen()
+        return flop + STEP_OVERHEAD_FLOP * sched.total_steps
+
+
+# A step costs about 140 µs beyond its arithmetic (dispatching ~25 torch ops, its share of the batch
+# gathers and evaluations), which the matmuls' ~78 GFLOP/s would spend on 11 MFLOP: measured on the
+# default's width groups (n = 8: 168 µs a step; n = 48: 672 µs) on a 2-core EPYC, 2026-12-06.
+STEP_OVERHEAD_FLOP = 11e6
+
+
+def balance(costs: list[float], workers: int) -> list[list[int]]:
+    """Indices of `costs` split into at most `workers` shares of near-equal sums: longest first onto
+    the least loaded share, then moves and swaps off the most loaded share while they shorten it
+    (the default's 6 groups on 2 workers: 12.5 s for the longest share, where taking the next group
+    when free gave 13.1 s)."""
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        min(shares, key=lambda share: sum(costs[j] for j in share)).append(i)
+    while (exchange := _shortening_exchange(shares, costs)) is not None:
+        top, other, i, j = exchange
+        top.remove(i)
+        other.append(i)
+        if j is not None:
+            other.remove(j)
+            top.append(j)
+    return [sorted(share, key=lambda i: -costs[i]) for share in shares if share]
+
+
+def _shortening_exchange(shares: list[list[int]], costs: list[float]):
+    """(top share, other share, i, j): moving i off the most loaded share, and j (None: nothing)
+    back, that makes both shorter than the top share was; None when no such exchange exists."""
+    load = [sum(costs[i] for i in share) for share in shares]
+    top = max(range(len(shares)), key=load.__getitem__)
+    for k, other in enumerate(shares):
+        for i in shares[top] if k != top else []:
+            for j in [None, *other]:
+                delta = costs[i] - (0.0 if j is None else costs[j])
+                if delta > 0 and load[k] + delta < load[top] * (1 - 1e-9):
+                    return shares[top], other, i, j
+    return None
 
 
 def plan_groups(
@@ -129,20 +164,21 @@ def train_pack(
             "in a new order); raise teacher_student.pool_size for strictly fresh samples",
             file=sys.stderr,
         )
-    order = sorted(groups, key=lambda g: -g.cost(len(seeds), w))
+    costs = [g.cost(len(seeds), w) for g in groups]
     context = dict(data=data, P=P, seeds=seeds, n_evals=n_evals, compile=compile, every_s=checkpoint_every_s)
     with device_for_job(pick_device(device)) as dev:
-        workers = min(int(threads), len(order)) if dev.type == "cpu" else 1
+        workers = min(int(threads), len(groups)) if dev.type == "cpu" else 1
         if workers > 1:
             _WORKER_CONTEXT.update(context, device=str(dev))
-            # fork: the workers share the parent's loaded data; each runs one thread
+            # fork: the workers share the parent's loaded data; each runs one thread through its share
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as executor:
-                for done in [executor.submit(_train_group_in_worker, group) for group in order]:
+                shares = [[groups[i] for i in share] for share in balance(costs, workers)]
+                for done in [executor.submit(_train_groups_in_worker, share) for share in shares]:
                     done.result()  # re-raises a worker's error here
         else:
             torch.set_num_threads(int(threads))
-            for group in order:
-                _train_group(group, dev, **context)
+            for i in balance(costs, 1)[0]:
+                _train_group(groups[i], dev, **context)
     for group in groups:
         discard(group.checkpoint)  # every cell is written: the job is complete
 
@@ -150,10 +186,12 @@ def train_pack(
 _WORKER_CONTEXT: dict = {}
 
 
-def _train_group_in_worker(group: Group) -> None:
+def _train_groups_in_worker(groups: list[Group]) -> None:
     torch.set_num_threads(1)
     context = dict(_WORKER_CONTEXT)
-    _train_group(group, torch.device(context.pop("device")), **context)
+    device = torch.device(context.pop("device"))
+    for group in groups:
+        _train_group(group, device, **context)
 
 
 def _train_group(group: Group, dev, *, data, P, seeds, n_evals, compile, every_s) -> None:
