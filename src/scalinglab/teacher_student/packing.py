@@ -141,11 +141,13 @@ def train_pack(
     checkpoint=None,
     checkpoint_every_s: float = 300.0,
     lr_by_width: dict | None = None,
+    cuda_graphs="auto",
 ) -> None:
     """Train every bundle of one job and write one Parquet per cell (`cells`: bundle by bundle,
     seeds in order). `train`, `test`: the data files of each d, in the order the d's first appear
     in `bundles`; `schedules`: each d's schedule; `lr_by_width`: its learning rates scaled by each
-    student's width (schedules.scaled_by_width)."""
+    student's width (schedules.scaled_by_width); `cuda_graphs`: auto steps on CUDA in replayed
+    graphs (graphs.py, the same numbers), false never (engine.cuda_graphs)."""
     train, test, cells = _as_list(train), _as_list(test), _as_list(cells)
     ds = list(dict.fromkeys(int(d) for d, _ in bundles))
     if not (len(train) == len(test) == len(ds)):
@@ -165,7 +167,9 @@ def train_pack(
             file=sys.stderr,
         )
     costs = [g.cost(len(seeds), w) for g in groups]
-    context = dict(data=data, P=P, seeds=seeds, n_evals=n_evals, compile=compile, every_s=checkpoint_every_s)
+    context = dict(
+        data=data, P=P, seeds=seeds, n_evals=n_evals, compile=compile, every_s=checkpoint_every_s, graphs=cuda_graphs
+    )
     with device_for_job(pick_device(device)) as dev:
         workers = min(int(threads), len(groups)) if dev.type == "cpu" else 1
         if workers > 1:
@@ -194,7 +198,7 @@ def _train_groups_in_worker(groups: list[Group]) -> None:
         _train_group(group, device, **context)
 
 
-def _train_group(group: Group, dev, *, data, P, seeds, n_evals, compile, every_s) -> None:
+def _train_group(group: Group, dev, *, data, P, seeds, n_evals, compile, every_s, graphs) -> None:
     use_compile = dev.type == "cuda" if compile == "auto" else bool(compile)
     label = format_train_size(P)
     ds = [d for d, _ in group.bundles]
@@ -219,6 +223,7 @@ def _train_group(group: Group, dev, *, data, P, seeds, n_evals, compile, every_s
         label=f"P={label} n={group.width} d={','.join(map(str, ds))} ({len(member_seeds)} students)",
         checkpoint=group.checkpoint,
         checkpoint_every_s=every_s,
+        spans="cuda" if dev.type == "cuda" and graphs == "auto" else None,
     )
     seconds = time.perf_counter() - started
     for b, (d, cell_paths) in enumerate(group.bundles):

@@ -19,6 +19,7 @@ import torch
 from scalinglab.core.checkpoint import Checkpointer, fingerprint
 from scalinglab.core.progress import Progress
 from scalinglab.teacher_student.batches import BatchSource, Sources, chunk_steps
+from scalinglab.teacher_student.graphs import EagerSpans, StepGraphs
 from scalinglab.teacher_student.schedules import Schedule, log_spaced_steps
 
 LATE = 0.8  # the convergence check's step, as a fraction of training (packing.cell_frame: late_change)
@@ -238,6 +239,11 @@ class Trainer:
         return total / size
 
 
+def _on_host(value):
+    """A log entry as numpy (a device tensor is read back; numbers and arrays pass)."""
+    return value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
 def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -257,6 +263,7 @@ def train(
     checkpoint=None,
     checkpoint_every_s: float = 300.0,
     members: list[int] | None = None,
+    spans: str | None = None,
 ) -> dict:
     """Train the ensemble; return per-member logs at log-spaced steps as numpy arrays.
 
@@ -271,6 +278,10 @@ def train(
     seconds (and, when that is finite, once more at the end), and a run started with a checkpoint
     of the very same run (same inputs) resumes from it with bit-identical results. The caller removes
     the file once its outputs are written.
+    spans: "cuda" steps each chunk of batches that no log or checkpoint interrupts as one replayed
+    CUDA graph (graphs.py; checked against eager steps); "eager" runs the same spans step by step
+    (the CPU tests' check of the bookkeeping); None: step by step. The numbers are the same.
+    Logs stay on the device until the end (a read-back would wait for the queued steps).
     """
     device = ens.flat.device
     trainer = Trainer(ens, compile=compile)
@@ -284,7 +295,8 @@ def train(
     else:  # each member's own test set: (E, M, w), (E, M)
         eval_x = torch.cat([tx.expand(m, -1, -1) for tx, m in zip(test_x, members)])
         eval_y = torch.cat([ty.expand(m, -1) for ty, m in zip(test_y, members)])
-    lrs = torch.tensor(schedule.lr_per_step(), dtype=ens.flat.dtype, device=device)
+    lr_per_step = schedule.lr_per_step()
+    lrs = torch.tensor(lr_per_step, dtype=ens.flat.dtype, device=device)
     batches = schedule.batch_per_step()
     total = schedule.total_steps
     # log-spaced, and at 80% of training: the convergence check compares the test loss there and at the end
@@ -320,13 +332,13 @@ def train(
         started = time.perf_counter()
 
         def log(step: int):
-            nonlocal running, count
+            nonlocal count
             logs["step"].append(step)
             logs["samples"].append(samples)
-            logs["lr"].append(float(lrs[min(step, total - 1)]) if total else 0.0)
-            logs["train_loss"].append((running / count).cpu().numpy() if count else np.full(ens.E, np.nan))
-            logs["test_loss"].append(trainer.evaluate(eval_x, eval_y).cpu().numpy())
-            running = torch.zeros_like(running)
+            logs["lr"].append(float(lr_per_step[min(step, total - 1)]) if total else 0.0)
+            logs["train_loss"].append(running / count if count else torch.full_like(running, math.nan))
+            logs["test_loss"].append(trainer.evaluate(eval_x, eval_y))
+            running.zero_()  # in place: a captured graph adds to this very buffer
             count = 0
 
         def state(step: int) -> dict:
@@ -337,7 +349,7 @@ def train(
                 "exp_avg_sq": trainer.exp_avg_sq.cpu(),
                 "step_count": trainer.step_count.cpu(),
                 **source.state(),
-                "logs": logs,
+                "logs": {k: [_on_host(v) for v in values] for k, values in logs.items()},
                 "running": running.cpu(),
                 "count": count,
                 "samples": samples,
@@ -353,13 +365,14 @@ def train(
             for name in ("exp_avg", "exp_avg_sq", "step_count"):
                 getattr(trainer, name).copy_(saved[name])
             source.load(saved)
-            logs, running = saved["logs"], saved["running"].to(device)
+            logs = saved["logs"]
+            running.copy_(saved["running"])
             count, samples, next_eval = saved["count"], saved["samples"], saved["next_eval"]
             first_step, earlier_seconds = saved["step"], saved["seconds"]
         watch = Progress(label, total, "steps", done=first_step)
 
         def note():
-            return f"test MSE median {np.median(logs['test_loss'][-1]):.3g} at step {logs['step'][-1]}"
+            return f"test MSE median {np.median(_on_host(logs['test_loss'][-1])):.3g} at step {logs['step'][-1]}"
 
         # batches come in chunks of steps (aligned to multiples of their length, which divides the
         # checkpoint check interval, and never across a change of batch size): a checkpoint always
@@ -367,26 +380,35 @@ def train(
         ends = np.r_[np.flatnonzero(np.diff(batches)) + 1, total]
         chunk, chunk_start = None, first_step
         lr_at = lrs.unbind(0)  # each step's 0-d view, made at once: a per-step index is one more torch call
-        for step in range(first_step, total):
+        runner = None if spans is None else (StepGraphs if spans == "cuda" else EagerSpans)(trainer, running)
+        step = first_step
+        while step < total:
             batch = int(batches[step])
             if chunk is None or step - chunk_start >= len(chunk[0]):
                 n = chunk_steps(ens.E, batch, ens.w)
                 n = min(n - step % n, int(ends[np.searchsorted(ends, step, side="right")]) - step)
                 xs, ys = source.chunk(n, batch)
                 chunk, chunk_start = (xs.unbind(0), ys.unbind(0)), step
-            x, y = chunk[0][step - chunk_start], chunk[1][step - chunk_start]
-            running += trainer.step(x, y, lr_at[step])
-            count += 1
-            samples += batch
-            if step + 1 == eval_at[next_eval]:
-                log(step + 1)
+            # a whole chunk as one span when no log falls inside it (checkpoints fall between chunks)
+            span = len(chunk[0])
+            if runner is not None and runner.enabled and step == chunk_start and eval_at[next_eval] >= step + span:
+                runner.run(xs, ys, lrs[step : step + span])
+                taken = span
+            else:
+                running += trainer.step(chunk[0][step - chunk_start], chunk[1][step - chunk_start], lr_at[step])
+                taken = 1
+            step += taken
+            count += taken
+            samples += taken * batch
+            if step == eval_at[next_eval]:
+                log(step)
                 next_eval += 1
-            if saver.due(step + 1) and step + 1 < total:
-                saver.save(state(step + 1))
-            watch.update(step + 1, note)
+            if saver.due(step) and step < total:
+                saver.save(state(step))
+            watch.update(step, note)
         if saver.path is not None and first_step < total and math.isfinite(checkpoint_every_s):
             saver.save(state(total))  # the finished run: a packed job killed later resumes it at once
         watch.finish(note)
-        logs = {k: np.asarray(v) for k, v in logs.items()}
+        logs = {k: np.stack([_on_host(v) for v in values]) for k, values in logs.items()}
         logs["seconds"] = earlier_seconds + time.perf_counter() - started
         return logs
