@@ -295,8 +295,8 @@ def train(
     else:  # each member's own test set: (E, M, w), (E, M)
         eval_x = torch.cat([tx.expand(m, -1, -1) for tx, m in zip(test_x, members)])
         eval_y = torch.cat([ty.expand(m, -1) for ty, m in zip(test_y, members)])
-    lr_per_step = schedule.lr_per_step()
-    lrs = torch.tensor(lr_per_step, dtype=ens.flat.dtype, device=device)
+    lrs = torch.tensor(schedule.lr_per_step(), dtype=ens.flat.dtype, device=device)
+    lr_logged = lrs.cpu().numpy()  # the rates as the steps use them, read without a sync per log
     batches = schedule.batch_per_step()
     total = schedule.total_steps
     # log-spaced, and at 80% of training: the convergence check compares the test loss there and at the end
@@ -335,7 +335,7 @@ def train(
             nonlocal count
             logs["step"].append(step)
             logs["samples"].append(samples)
-            logs["lr"].append(float(lr_per_step[min(step, total - 1)]) if total else 0.0)
+            logs["lr"].append(float(lr_logged[min(step, total - 1)]) if total else 0.0)
             logs["train_loss"].append(running / count if count else torch.full_like(running, math.nan))
             logs["test_loss"].append(trainer.evaluate(eval_x, eval_y))
             running.zero_()  # in place: a captured graph adds to this very buffer
