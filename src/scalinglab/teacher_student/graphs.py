@@ -5,8 +5,8 @@ bundle at ~1,700 steps/s, a few µs of arithmetic per kernel (docs/benchmarks.md
 
 The graph replays the very kernels of the eager steps on the same buffers, so it must give the same
 numbers bit for bit; each capture is checked once against the same span stepped eagerly, and a
-difference turns the graphs off for the run with a warning (the eager result is kept), never a
-silent change of results.
+difference, or an operation the capture refuses, turns the graphs off for the run with a warning
+(the eager result is kept): never a silent change of results.
 """
 
 from __future__ import annotations
@@ -72,18 +72,23 @@ class StepGraphs(EagerSpans):
             t.copy_(b)
         static = (xs.clone(), ys.clone(), lrs.clone())
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._steps(*static)
-        graph.replay()
+        try:
+            with torch.cuda.graph(graph):
+                self._steps(*static)
+            graph.replay()
+        except RuntimeError as exc:  # an operation the capture refuses: the eager span stands
+            return self._give_up(eager, f"capturing a CUDA graph of {key[0]} steps failed ({exc})")
         differs = [i for i, (t, e) in enumerate(zip(self._state(), eager)) if not torch.equal(t, e)]
-        if not differs:
-            self.graphs[key] = (graph, *static)
-            return
+        if differs:
+            return self._give_up(
+                eager, f"a CUDA graph of {key[0]} steps gave other numbers than the same steps run eagerly"
+            )
+        self.graphs[key] = (graph, *static)
+
+    def _give_up(self, eager: list[torch.Tensor], why: str) -> None:
+        """Keep the eager span's result and step eagerly from now on, saying why."""
         for t, e in zip(self._state(), eager):
             t.copy_(e)
         self.enabled = False
-        print(
-            f"warning: a CUDA graph of {key[0]} steps gave other numbers than the same steps run eagerly "
-            f"(buffers {differs}); training on without graphs (engine.cuda_graphs: false skips the check)",
-            file=sys.stderr,
-        )
+        first_line = why.splitlines()[0]
+        print(f"warning: {first_line}; training on without graphs (engine.cuda_graphs: false)", file=sys.stderr)
