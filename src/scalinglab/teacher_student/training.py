@@ -244,6 +244,34 @@ def _on_host(value):
     return value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
+def _member_test_sets(test_x: list, test_y: list, members: list[int]):
+    """The test set each member is evaluated on: the one set of a single bundle, else each member's
+    own bundle's, as (E, M, w), (E, M)."""
+    if len(members) == 1:
+        return test_x[0], test_y[0]
+    x = torch.cat([tx.expand(m, -1, -1) for tx, m in zip(test_x, members)])
+    return x, torch.cat([ty.expand(m, -1) for ty, m in zip(test_y, members)])
+
+
+def _run_key(ens, mode, seeds, members, n_evals, compile, lrs, batches, data: list) -> str:
+    """What a checkpoint must have been saved by to be resumed: every input of the run."""
+    return fingerprint(
+        "sources-v2",  # checkpoints of the single-source format are not resumed
+        ens.E,
+        ens.w,
+        ens.n,
+        mode,
+        seeds,
+        members,
+        n_evals,
+        compile,
+        lrs,
+        np.asarray(batches),
+        *data,
+        ens.flat,
+    )
+
+
 def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -290,41 +318,16 @@ def train(
     if not (len(train_x) == len(test_x) == len(seeds) == len(members)) or sum(members) != ens.E:
         raise ValueError(f"one data set and seed per bundle, and members {members} summing to E = {ens.E}")
     source = Sources([BatchSource(tx, ty, m, mode, seed) for tx, ty, m, seed in zip(train_x, train_y, members, seeds)])
-    if len(members) == 1:
-        eval_x, eval_y = test_x[0], test_y[0]
-    else:  # each member's own test set: (E, M, w), (E, M)
-        eval_x = torch.cat([tx.expand(m, -1, -1) for tx, m in zip(test_x, members)])
-        eval_y = torch.cat([ty.expand(m, -1) for ty, m in zip(test_y, members)])
+    eval_x, eval_y = _member_test_sets(test_x, test_y, members)
     lrs = torch.tensor(schedule.lr_per_step(), dtype=ens.flat.dtype, device=device)
     lr_logged = lrs.cpu().numpy()  # the rates as the steps use them, read without a sync per log
     batches = schedule.batch_per_step()
     total = schedule.total_steps
     # log-spaced, and at 80% of training: the convergence check compares the test loss there and at the end
     eval_at = sorted(set(log_spaced_steps(total, n_evals)) | ({round(LATE * total)} if total >= 5 else set()))
-    saver = Checkpointer(
-        checkpoint,
-        checkpoint_every_s,
-        key=fingerprint(
-            "sources-v2",  # checkpoints of the single-source format are not resumed
-            ens.E,
-            ens.w,
-            ens.n,
-            mode,
-            seeds,
-            members,
-            n_evals,
-            compile,
-            lrs,
-            np.asarray(batches),
-            *train_x,
-            *train_y,
-            *test_x,
-            *test_y,
-            ens.flat,
-        )
-        if checkpoint
-        else "",
-    )
+    data = [*train_x, *train_y, *test_x, *test_y]
+    key = _run_key(ens, mode, seeds, members, n_evals, compile, lrs, batches, data) if checkpoint else ""
+    saver = Checkpointer(checkpoint, checkpoint_every_s, key=key)  # hashing the pools takes time: only to resume
     with saver:  # holds the checkpoint's lock until training ends, however it ends
         logs = {"step": [], "samples": [], "lr": [], "train_loss": [], "test_loss": []}
         running = torch.zeros(ens.E, dtype=torch.float64, device=device)
