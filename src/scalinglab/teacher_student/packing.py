@@ -59,8 +59,8 @@ class Group:
         return flop + STEP_OVERHEAD_FLOP * sched.total_steps
 
 
-# A step costs about 140 µs beyond its arithmetic (dispatching ~25 torch ops, its share of the batch
-# gathers and evaluations), which the matmuls' ~78 GFLOP/s would spend on 11 MFLOP: measured on the
+# A step costs about 140 µs beyond its arithmetic (dispatching ~40 torch calls, its share of the
+# batch gathers and evaluations), which the matmuls' ~78 GFLOP/s would spend on 11 MFLOP: measured on the
 # default's width groups (n = 8: 168 µs a step; n = 48: 672 µs) on a 2-core EPYC, 2026-12-06.
 STEP_OVERHEAD_FLOP = 11e6
 
@@ -181,8 +181,9 @@ def train_pack(
                     done.result()  # re-raises a worker's error here
         else:
             torch.set_num_threads(int(threads))
-            for i in balance(costs, 1)[0]:
-                _train_group(groups[i], dev, **context)
+            for share in balance(costs, 1):  # one share: every group, the longest first
+                for i in share:
+                    _train_group(groups[i], dev, **context)
     for group in groups:
         discard(group.checkpoint)  # every cell is written: the job is complete
 
