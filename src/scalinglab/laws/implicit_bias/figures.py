@@ -13,12 +13,15 @@ import pandas as pd
 from scalinglab.core.plotting import SINGLE, figure_legend, log_axes, plt, ramp, save_figure
 
 
-def _title(ax, what: str, subject: str | None) -> None:
+def _finish(ax, xlabel: str, ylabel: str, what: str, subject: str | None, path):
+    """Every figure's last steps: log axes, labels, a title naming `subject`, the legend, and the
+    PNG + PDF written; returns the closed figure."""
+    log_axes(ax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(f"{subject}: {what}" if subject else what, loc="left")
-
-
-def _legend(ax) -> None:
     figure_legend(ax.figure)
+    return save_figure(ax.figure, path)
 
 
 def error_vs_norm(
@@ -44,12 +47,7 @@ def error_vs_norm(
     if banded:
         ax.fill_between([], [], [], color="0.5", alpha=0.3, lw=0, label="±1.96 s.e.m. over seeds")
     ax.plot([], [], "o", color="0.3", label="each curve's minimum")
-    log_axes(ax)
-    ax.set_xlabel(f"{xlabel} (log)")
-    ax.set_ylabel(f"{ylabel} (log)")
-    _title(ax, "error against norm", subject)
-    _legend(ax)
-    return save_figure(fig, path)
+    return _finish(ax, f"{xlabel} (log)", f"{ylabel} (log)", "error against norm", subject, path)
 
 
 def collapse(collapse: pd.DataFrame, window, path, *, band=None, subject: str | None = None):
@@ -82,12 +80,7 @@ def collapse(collapse: pd.DataFrame, window, path, *, band=None, subject: str | 
         else:
             ax.axvspan(max(lo, data_lo), min(hi, data_hi), color="grey", alpha=0.15, lw=0, label=text)
     ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle=":", label="ε = ε_opt")
-    log_axes(ax)
-    ax.set_xlabel("λ / λ_opt (log)")
-    ax.set_ylabel("ε / ε_opt (log)")
-    _title(ax, "collapse on a master curve", subject)
-    _legend(ax)
-    return save_figure(fig, path)
+    return _finish(ax, "λ / λ_opt (log)", "ε / ε_opt (log)", "collapse on a master curve", subject, path)
 
 
 def _gamma_text(result, name: str) -> str:
@@ -118,9 +111,4 @@ def learning_curve(result, path, *, subject: str | None = None):
         linestyle="--",
         label=f"predicted: γ1·γ2 = {_gamma_text(result, 'gamma_pred')}",
     )
-    log_axes(ax)
-    ax.set_xlabel("training-set size P (log)")
-    ax.set_ylabel("optimal error ε_opt (log)")
-    _title(ax, "learning curve", subject)
-    _legend(ax)
-    return save_figure(fig, path)
+    return _finish(ax, "training-set size P (log)", "optimal error ε_opt (log)", "learning curve", subject, path)
