@@ -37,7 +37,7 @@ use rule train_teacher_student as train_joint with:
         n_evals=JOINT["n_evals"],
         lr_by_width={},
         checkpoint=lambda wc: f"results/checkpoints/joint/{JOINT_JOB.format(**wc)}.pt",
-    threads: config["engine"]["threads"] if JOINT["pack"] == "width" else len(JOINT["widths"])
+    threads: ts_grid.job_threads(JOINT, config["engine"]["threads"])
     log:
         f"results/logs/train_joint/{JOINT_JOB}.log",
     benchmark:

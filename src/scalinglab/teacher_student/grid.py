@@ -49,9 +49,9 @@ def schedule(ts: dict, d) -> dict:
     return canonical(ts["schedule_by_d"].get(int(d), ts["schedule"]))
 
 
-def job_threads(ts: dict, engine_threads: int) -> int:
-    """The threads a training job asks for: one bundle's, engine.threads; a packed job's, one per
-    worker process (`workers`; all: one per width)."""
-    if ts["pack"] == "width":
+def job_threads(section: dict, engine_threads: int) -> int:
+    """The threads a training job asks for (`section`: teacher_student or joint): one bundle's,
+    engine.threads; a packed job's, one per worker process (`workers`; all: one per width)."""
+    if section["pack"] == "width":
         return engine_threads
-    return len(ts["widths"]) if ts["workers"] == "all" else int(ts["workers"])
+    return len(section["widths"]) if section["workers"] == "all" else int(section["workers"])

@@ -168,7 +168,13 @@ def train_pack(
         )
     costs = [g.cost(len(seeds), w) for g in groups]
     context = dict(
-        data=data, P=P, seeds=seeds, n_evals=n_evals, compile=compile, every_s=checkpoint_every_s, graphs=cuda_graphs
+        data=data,
+        P=P,
+        seeds=seeds,
+        n_evals=n_evals,
+        compile=compile,
+        every_s=checkpoint_every_s,
+        cuda_graphs=cuda_graphs,
     )
     with device_for_job(pick_device(device)) as dev:
         workers = min(int(threads), len(groups)) if dev.type == "cpu" else 1
@@ -199,7 +205,7 @@ def _train_groups_in_worker(groups: list[Group]) -> None:
         _train_group(group, device, **context)
 
 
-def _train_group(group: Group, dev, *, data, P, seeds, n_evals, compile, every_s, graphs) -> None:
+def _train_group(group: Group, dev, *, data, P, seeds, n_evals, compile, every_s, cuda_graphs) -> None:
     use_compile = dev.type == "cuda" if compile == "auto" else bool(compile)
     label = format_train_size(P)
     ds = [d for d, _ in group.bundles]
@@ -224,7 +230,7 @@ def _train_group(group: Group, dev, *, data, P, seeds, n_evals, compile, every_s
         label=f"P={label} n={group.width} d={','.join(map(str, ds))} ({len(member_seeds)} students)",
         checkpoint=group.checkpoint,
         checkpoint_every_s=every_s,
-        spans="cuda" if dev.type == "cuda" and graphs == "auto" else None,
+        spans="cuda" if dev.type == "cuda" and cuda_graphs == "auto" else None,
     )
     seconds = time.perf_counter() - started
     for b, (d, cell_paths) in enumerate(group.bundles):
